@@ -1,0 +1,24 @@
+"""Durability: the store protocol, the serializer and the checkpointers."""
+
+from ..messages import (
+    AIMessage,
+    AIMessageChunk,
+    HumanMessage,
+    Message,
+    RemoveMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from ..types import Interrupt, Send
+from .base import BaseCheckpointSaver, Checkpoint, CheckpointTuple
+from .memory import InMemorySaver, MemorySaver
+from .serde import register_type
+
+for _cls in (Message, HumanMessage, AIMessage, SystemMessage, ToolMessage, RemoveMessage,
+             AIMessageChunk):
+    register_type(_cls, Message.to_dict, Message.from_dict)
+register_type(Send, lambda s: [s.node, s.arg], lambda d: Send(d[0], d[1]))
+register_type(Interrupt)
+
+__all__ = ["BaseCheckpointSaver", "Checkpoint", "CheckpointTuple", "InMemorySaver",
+           "MemorySaver", "register_type"]

@@ -1,0 +1,129 @@
+"""The store protocol every checkpointer implements (memory, SQLite, PostgreSQL).
+
+One super-step is one call: `put` commits a new checkpoint that names its parent and the
+head it expects (a stale writer gets `CheckpointConflict` and nothing is written), and
+`put_writes` records, in one transaction, the pending writes of a step that did not
+finish (finished tasks' writes, interrupts, resume values, errors) on its checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+# A task to run from a checkpoint: (node,) triggered by edges, or (node, arg) from a Send.
+TaskRef = tuple[Any, ...]
+PendingWrite = tuple[str, str, Any]  # (task_id, channel, value)
+
+
+@dataclass(slots=True)
+class Checkpoint:
+    """A thread's state after a super-step, and what runs next."""
+
+    id: str
+    step: int
+    ts: str
+    values: dict[str, Any]
+    next_tasks: list[TaskRef] = field(default_factory=list)
+    barriers: dict[str, list[str]] = field(default_factory=dict)
+    ran: tuple[str, ...] = ()  # nodes whose writes produced this checkpoint
+    updated: tuple[str, ...] = ()  # channels whose value changed in this step
+    deltas: dict[str, list[Any]] = field(default_factory=dict)  # reducer writes this step
+
+
+class CheckpointTuple(NamedTuple):
+    config: dict[str, Any]
+    checkpoint: Checkpoint
+    metadata: dict[str, Any]
+    parent_config: dict[str, Any] | None
+    pending_writes: list[PendingWrite]
+
+
+def thread_of(config: dict[str, Any]) -> tuple[str, str, str | None]:
+    """(thread_id, checkpoint_ns, checkpoint_id) from a run config; names what is missing."""
+    configurable = (config or {}).get("configurable") or {}
+    thread_id = configurable.get("thread_id")
+    if thread_id is None:
+        raise ValueError(
+            "a checkpointer needs a thread: pass config={'configurable': {'thread_id': ...}}"
+        )
+    return str(thread_id), configurable.get("checkpoint_ns", ""), configurable.get(
+        "checkpoint_id"
+    )
+
+
+def make_config(thread_id: str, ns: str, checkpoint_id: str | None) -> dict[str, Any]:
+    return {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns,
+                             "checkpoint_id": checkpoint_id}}
+
+
+class BaseCheckpointSaver:
+    """Sync methods to implement; async ones default to them (override for real I/O)."""
+
+    def get_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
+        raise NotImplementedError
+
+    def list(
+        self,
+        config: dict[str, Any] | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: dict[str, Any] | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        raise NotImplementedError
+
+    def put(
+        self,
+        config: dict[str, Any],
+        checkpoint: Checkpoint,
+        metadata: dict[str, Any],
+        *,
+        parent_id: str | None,
+        expected_head: str | None,
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def put_writes(self, config: dict[str, Any], writes: Sequence[PendingWrite]) -> None:
+        """Replace the pending writes of the checkpoint named in `config`."""
+        raise NotImplementedError
+
+    def head_id(self, thread_id: str, ns: str = "") -> str | None:
+        raise NotImplementedError
+
+    def delete_thread(self, thread_id: str) -> None:
+        raise NotImplementedError
+
+    async def aget_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
+        return self.get_tuple(config)
+
+    async def alist(
+        self,
+        config: dict[str, Any] | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: dict[str, Any] | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        for item in self.list(config, filter=filter, before=before, limit=limit):
+            yield item
+
+    async def aput(
+        self,
+        config: dict[str, Any],
+        checkpoint: Checkpoint,
+        metadata: dict[str, Any],
+        *,
+        parent_id: str | None,
+        expected_head: str | None,
+    ) -> dict[str, Any]:
+        return self.put(config, checkpoint, metadata, parent_id=parent_id,
+                        expected_head=expected_head)
+
+    async def aput_writes(self, config: dict[str, Any], writes: Sequence[PendingWrite]) -> None:
+        self.put_writes(config, writes)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await asyncio.to_thread(self.delete_thread, thread_id)

@@ -1,0 +1,216 @@
+"""A safe serializer for checkpoints: msgpack with tagged types, never pickle.
+
+Values are msgpack-native data plus a fixed set of tagged types (tuples, sets, datetimes,
+UUIDs, decimals, enums, dataclasses, pydantic models, waypoint's own types). Classes are
+rebuilt only if registered: `register_type(cls)`, or automatically for classes this process
+has itself serialized or that appear in a compiled graph's state schema. Data read back can
+therefore never name an arbitrary class to import or code to run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import decimal
+import enum
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import ormsgpack
+
+from ..errors import SerializationError
+
+_OPTS = (
+    ormsgpack.OPT_PASSTHROUGH_DATACLASS
+    | ormsgpack.OPT_PASSTHROUGH_DATETIME
+    | ormsgpack.OPT_PASSTHROUGH_TUPLE
+    | ormsgpack.OPT_PASSTHROUGH_UUID
+    | ormsgpack.OPT_PASSTHROUGH_ENUM
+    | ormsgpack.OPT_PASSTHROUGH_SUBCLASS
+    | ormsgpack.OPT_PASSTHROUGH_BIG_INT
+    | ormsgpack.OPT_NON_STR_KEYS
+)
+
+_TUPLE, _SET, _FROZENSET, _DATETIME, _DATE, _TIME, _TIMEDELTA = 1, 2, 3, 4, 5, 6, 7
+_UUID, _DECIMAL, _OBJECT, _ENUM, _BIGINT, _STR, _DICT, _LIST = 8, 9, 10, 11, 12, 13, 14, 15
+
+_registry: dict[str, type] = {}
+# Custom encoders: cls -> (to_data, from_data), for types that are neither dataclass nor
+# pydantic (waypoint's own message type registers here).
+_codecs: dict[type, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {}
+
+
+def _type_name(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def register_type(
+    cls: type,
+    to_data: Callable[[Any], Any] | None = None,
+    from_data: Callable[[Any], Any] | None = None,
+) -> type:
+    """Allow `cls` to be rebuilt from stored data (optionally with custom codec functions)."""
+    _registry[_type_name(cls)] = cls
+    if to_data is not None and from_data is not None:
+        _codecs[cls] = (to_data, from_data)
+    return cls
+
+
+def _pack(value: Any) -> bytes:
+    return ormsgpack.packb(value, default=_encode, option=_OPTS)
+
+
+def _encode(obj: Any) -> Any:
+    kind = type(obj)
+    if kind is tuple:
+        return ormsgpack.Ext(_TUPLE, _pack(list(obj)))
+    if kind is set or kind is frozenset:
+        code = _SET if kind is set else _FROZENSET
+        try:
+            items = sorted(obj)
+        except TypeError:
+            items = list(obj)
+        return ormsgpack.Ext(code, _pack(items))
+    if isinstance(obj, dt.datetime):
+        return ormsgpack.Ext(_DATETIME, obj.isoformat().encode())
+    if isinstance(obj, dt.date):
+        return ormsgpack.Ext(_DATE, obj.isoformat().encode())
+    if isinstance(obj, dt.time):
+        return ormsgpack.Ext(_TIME, obj.isoformat().encode())
+    if isinstance(obj, dt.timedelta):
+        return ormsgpack.Ext(_TIMEDELTA, _pack([obj.days, obj.seconds, obj.microseconds]))
+    if isinstance(obj, uuid.UUID):
+        return ormsgpack.Ext(_UUID, obj.bytes)
+    if isinstance(obj, decimal.Decimal):
+        return ormsgpack.Ext(_DECIMAL, str(obj).encode())
+    if isinstance(obj, int):  # beyond 64 bits
+        return ormsgpack.Ext(_BIGINT, str(obj).encode())
+    if isinstance(obj, enum.Enum):
+        register_type(kind)
+        return ormsgpack.Ext(_ENUM, _pack([_type_name(kind), obj.value]))
+    codec = _codecs.get(kind)
+    if codec is not None:
+        return ormsgpack.Ext(_OBJECT, _pack([_type_name(kind), codec[0](obj)]))
+    if hasattr(obj, "model_dump") and hasattr(kind, "model_fields"):
+        register_type(kind)
+        data = {name: getattr(obj, name) for name in kind.model_fields}
+        return ormsgpack.Ext(_OBJECT, _pack([_type_name(kind), data]))
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        register_type(kind)
+        data = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+        return ormsgpack.Ext(_OBJECT, _pack([_type_name(kind), data]))
+    if isinstance(obj, str):  # str subclasses other than enums
+        return ormsgpack.Ext(_STR, obj.encode())
+    if isinstance(obj, dict):
+        return ormsgpack.Ext(_DICT, _pack(dict(obj)))
+    if isinstance(obj, list):
+        return ormsgpack.Ext(_LIST, _pack(list(obj)))
+    raise SerializationError(f"{kind.__module__}.{kind.__qualname__}")
+
+
+def _decode(code: int, data: bytes) -> Any:
+    if code == _TUPLE:
+        return tuple(_unpack(data))
+    if code == _SET:
+        return set(_unpack(data))
+    if code == _FROZENSET:
+        return frozenset(_unpack(data))
+    if code == _DATETIME:
+        return dt.datetime.fromisoformat(data.decode())
+    if code == _DATE:
+        return dt.date.fromisoformat(data.decode())
+    if code == _TIME:
+        return dt.time.fromisoformat(data.decode())
+    if code == _TIMEDELTA:
+        days, seconds, micros = _unpack(data)
+        return dt.timedelta(days=days, seconds=seconds, microseconds=micros)
+    if code == _UUID:
+        return uuid.UUID(bytes=data)
+    if code == _DECIMAL:
+        return decimal.Decimal(data.decode())
+    if code == _BIGINT:
+        return int(data.decode())
+    if code == _STR:
+        return data.decode()
+    if code == _DICT:
+        return _unpack(data)
+    if code == _LIST:
+        return _unpack(data)
+    if code == _ENUM:
+        name, value = _unpack(data)
+        return _lookup(name)(value)
+    if code == _OBJECT:
+        name, payload = _unpack(data)
+        cls = _lookup(name)
+        codec = _codecs.get(cls)
+        if codec is not None:
+            return codec[1](payload)
+        if hasattr(cls, "model_construct"):
+            return cls.model_validate(payload)
+        return cls(**payload)
+    raise SerializationError(f"unknown stored type tag {code}")
+
+
+def _lookup(name: str) -> type:
+    cls = _registry.get(name)
+    if cls is None:
+        raise SerializationError(
+            f"stored value has type {name}, which is not registered in this process; "
+            f"call waypoint.checkpoint.register_type({name.split(':')[-1]}) before reading it"
+        )
+    return cls
+
+
+def _unpack(data: bytes) -> Any:
+    return ormsgpack.unpackb(data, ext_hook=_decode, option=ormsgpack.OPT_NON_STR_KEYS)
+
+
+def dumps(value: Any) -> bytes:
+    """Serialize `value`; an unsupported value fails with the path of the offending part."""
+    try:
+        return _pack(value)
+    except (SerializationError, TypeError, ormsgpack.MsgpackEncodeError) as exc:
+        path = find_unserializable(value)
+        where = f" at {path[0]}: {path[1]}" if path else ""
+        raise SerializationError(f"cannot store value{where} ({exc})") from None
+
+
+def loads(data: bytes) -> Any:
+    return _unpack(data)
+
+
+def find_unserializable(value: Any, path: str = "state") -> tuple[str, str] | None:
+    """The first path under `value` whose value cannot be stored, with its type name."""
+    if isinstance(value, (str, int, float, bool, bytes, type(None))):
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = find_unserializable(item, f"{path}.{key}" if isinstance(key, str) else
+                                        f"{path}[{key!r}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, (list, tuple, set, frozenset)):
+        for i, item in enumerate(value):
+            found = find_unserializable(item, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            found = find_unserializable(getattr(value, f.name), f"{path}.{f.name}")
+            if found:
+                return found
+        return None
+    if hasattr(value, "model_dump") and hasattr(type(value), "model_fields"):
+        for name in type(value).model_fields:
+            found = find_unserializable(getattr(value, name), f"{path}.{name}")
+            if found:
+                return found
+        return None
+    try:
+        _pack(value)
+    except Exception:
+        return path, type(value).__name__
+    return None

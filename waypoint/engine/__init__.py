@@ -1,0 +1,6 @@
+"""Running workflows: the super-step loop, tasks, interrupts, streaming, state access."""
+
+from .compiled import CompiledStateGraph
+from .context import get_config, get_stream_writer, interrupt
+
+__all__ = ["CompiledStateGraph", "get_config", "get_stream_writer", "interrupt"]

@@ -1,0 +1,149 @@
+"""What a running node can reach: its task's runtime, found through a context variable.
+
+`interrupt()`, `get_stream_writer()`, `get_config()` and the model hooks used by
+`waypoint.models` read the runtime of the task that is executing in this context.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import GraphInterrupt
+from ..types import Interrupt
+
+if TYPE_CHECKING:
+    from .loop import RunLoop
+    from .task import Task
+
+_RUNTIME: contextvars.ContextVar[TaskRuntime | None] = contextvars.ContextVar(
+    "waypoint_task_runtime", default=None
+)
+
+NO_RESUME = object()
+
+
+class ResumeMap(dict):
+    """Resume values keyed by interrupt id, handed down to a nested graph."""
+
+
+def interrupt_id(task_id: str, index: int) -> str:
+    return hashlib.blake2b(f"{task_id}:{index}".encode(), digest_size=16).hexdigest()
+
+
+class TaskRuntime:
+    """Per-task execution state that survives only for one attempt of the task."""
+
+    __slots__ = ("interrupt_index", "loop", "nested_calls", "pending_resume", "resume", "task")
+
+    def __init__(self, loop: RunLoop, task: Task) -> None:
+        self.loop = loop
+        self.task = task
+        self.resume: list[Any] = task.resume  # answers to this task's own interrupt() calls
+        self.pending_resume: Any = task.pending_resume
+        self.interrupt_index = 0
+        self.nested_calls = 0
+
+    def take_resume(self) -> Any:
+        value, self.pending_resume = self.pending_resume, NO_RESUME
+        return value
+
+
+def current_runtime() -> TaskRuntime | None:
+    return _RUNTIME.get()
+
+
+def set_runtime(runtime: TaskRuntime | None) -> contextvars.Token[TaskRuntime | None]:
+    return _RUNTIME.set(runtime)
+
+
+def reset_runtime(token: contextvars.Token[TaskRuntime | None]) -> None:
+    _RUNTIME.reset(token)
+
+
+def interrupt(value: Any) -> Any:
+    """Pause the run and ask for input; returns the answer once the run is resumed.
+
+    The node runs again from its start on resume, and its `interrupt()` calls are matched
+    to answers in order, so code before an `interrupt()` must be safe to repeat.
+    """
+    runtime = _RUNTIME.get()
+    if runtime is None:
+        raise RuntimeError("interrupt() can only be called inside a node of a running graph")
+    if runtime.loop.saver is None:
+        raise RuntimeError(
+            "interrupt() needs a checkpointer to resume from: compile(checkpointer=MemorySaver())"
+        )
+    index = runtime.interrupt_index
+    runtime.interrupt_index += 1
+    if index < len(runtime.resume):
+        return runtime.resume[index]
+    if runtime.pending_resume is not NO_RESUME and not isinstance(runtime.pending_resume,
+                                                                   ResumeMap):
+        answer = runtime.take_resume()
+        runtime.resume.append(answer)
+        return answer
+    if isinstance(runtime.pending_resume, ResumeMap):
+        own = interrupt_id(runtime.task.id, index)
+        if own in runtime.pending_resume:
+            answer = runtime.pending_resume.pop(own)
+            runtime.resume.append(answer)
+            return answer
+    raise GraphInterrupt((Interrupt(value, interrupt_id(runtime.task.id, index)),))
+
+
+def get_stream_writer() -> Callable[[Any], None]:
+    """A function that sends custom data to `stream_mode="custom"`; a no-op otherwise."""
+    runtime = _RUNTIME.get()
+    if runtime is None or runtime.loop.sink is None:
+        return _ignore
+    sink = runtime.loop.sink
+    if not sink.wants("custom"):
+        return _ignore
+    return sink.custom_writer(runtime.task)
+
+
+def get_config() -> dict[str, Any]:
+    """The run config of the executing task (thread id, namespace, metadata)."""
+    runtime = _RUNTIME.get()
+    if runtime is None:
+        raise RuntimeError("get_config() can only be called inside a node of a running graph")
+    return runtime.loop.task_config(runtime.task)
+
+
+def _ignore(_: Any) -> None:
+    return None
+
+
+# -- hooks for chat models ---------------------------------------------------------------
+
+
+def streaming_tokens() -> bool:
+    """True when someone listens for tokens (stream_mode="messages" or astream_events)."""
+    runtime = _RUNTIME.get()
+    sink = runtime.loop.sink if runtime is not None else None
+    return sink is not None and (sink.wants("messages") or sink.wants("events"))
+
+
+def on_model_start(name: str, messages: Any) -> str | None:
+    runtime = _RUNTIME.get()
+    if runtime is None or runtime.loop.sink is None:
+        return None
+    return runtime.loop.sink.model_start(runtime.task, name, messages)
+
+
+def on_model_token(run_id: str | None, chunk: Any) -> None:
+    runtime = _RUNTIME.get()
+    if runtime is None or runtime.loop.sink is None:
+        return
+    runtime.loop.sink.model_token(runtime.task, run_id, chunk,
+                                  runtime.loop.task_metadata(runtime.task))
+
+
+def on_model_end(run_id: str | None, message: Any) -> None:
+    runtime = _RUNTIME.get()
+    if runtime is None or runtime.loop.sink is None:
+        return
+    runtime.loop.sink.model_end(runtime.task, run_id, message)

@@ -1,0 +1,581 @@
+"""The super-step loop: one core that the sync and async runners drive.
+
+A run is a sequence of super-steps. `prepare()` turns the current checkpoint's pending
+task list into tasks; the runner executes them; `finish()` applies their writes in task
+order (never completion order), computes the next task list and queues exactly one store
+operation for the step. Store I/O is queued as operations that the runner performs, so
+the same code serves `invoke` and `ainvoke`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ..checkpoint.base import Checkpoint, CheckpointTuple, TaskRef, make_config
+from ..checkpoint.ids import new_checkpoint_id
+from ..constants import (
+    DEFAULT_RECURSION_LIMIT,
+    END,
+    ERROR,
+    INTERRUPT,
+    NS_SEP,
+    RESULT,
+    RESUME,
+    START,
+)
+from ..errors import (
+    EmptyInputError,
+    GraphRecursionError,
+    InvalidResumeError,
+    InvalidUpdateError,
+    ParentCommand,
+)
+from ..graph.schema import input_to_dict
+from ..types import Command, Interrupt, Send
+from .context import NO_RESUME, ResumeMap
+from .task import Task, resolve_branch, route
+from .task_errors import error_from_record, error_record
+
+if TYPE_CHECKING:
+    from ..graph.spec import BranchSpec, GraphSpec
+    from .stream import StreamSink
+
+_MISSING = object()
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class RunLoop:
+    """State of one run of a graph on one thread namespace."""
+
+    def __init__(
+        self,
+        graph: Any,
+        input: Any,
+        config: dict[str, Any] | None,
+        *,
+        saver: Any = None,
+        sink: StreamSink | None = None,
+        ns: str = "",
+    ) -> None:
+        self.graph = graph
+        self.spec: GraphSpec = graph.spec
+        self.input = input
+        self.config = config or {}
+        configurable = self.config.get("configurable") or {}
+        self.saver = saver
+        self.sink = sink
+        self.ns = ns
+        self.thread_id = configurable.get("thread_id")
+        if saver is not None and self.thread_id is None:
+            raise ValueError(
+                "this graph has a checkpointer, so each run needs a thread: pass "
+                "config={'configurable': {'thread_id': ...}}"
+            )
+        self.requested_id: str | None = configurable.get("checkpoint_id") if not ns else None
+        self.limit = int(self.config.get("recursion_limit") or DEFAULT_RECURSION_LIMIT)
+        self.values: dict[str, Any] = {}
+        self.barriers: dict[str, list[str]] = {}
+        self.next_tasks: list[TaskRef] = []
+        self.step = -1
+        self.checkpoint_id: str | None = None
+        self.parent_id: str | None = None
+        self.head: str | None = None
+        self.pending: dict[str, dict[str, Any]] = {}
+        self.resume_by_task: dict[str, Any] = {}
+        self.steps_run = 0
+        self.skip_before = False
+        self.status = "running"
+        self.cancelled = False
+        self.interrupts: list[Interrupt] = []
+        self.error: BaseException | None = None
+        self.ops: list[tuple[Any, ...]] = []
+        self._updated: tuple[str, ...] = ()
+        self._deltas: dict[str, list[Any]] = {}
+        self.last_checkpoint: Checkpoint | None = None
+        self.last_metadata: dict[str, Any] | None = None
+        self.last_tasks: list[Task] = []
+        self._executor: ThreadPoolExecutor | None = None
+        self._base_config = make_config(str(self.thread_id), ns, None) if saver else None
+
+    # -- setup -------------------------------------------------------------------------
+
+    def load_config(self) -> dict[str, Any]:
+        assert self._base_config is not None
+        cfg = {"configurable": dict(self._base_config["configurable"])}
+        cfg["configurable"]["checkpoint_id"] = self.requested_id
+        return cfg
+
+    def begin(self, saved: CheckpointTuple | None, head: str | None,
+              resume: Any = NO_RESUME) -> None:
+        """Start from what the store holds: new input, a resume, or a replay."""
+        self.head = head
+        if self.requested_id is not None and saved is None:
+            raise ValueError(
+                f"checkpoint {self.requested_id!r} does not exist in thread {self.thread_id!r}"
+            )
+        replay = self.requested_id is not None and self.requested_id != head
+        if saved is not None:
+            cp = saved.checkpoint
+            self.values = dict(cp.values)
+            self.barriers = {k: list(v) for k, v in cp.barriers.items()}
+            self.next_tasks = list(cp.next_tasks)
+            self.step = cp.step
+            self.checkpoint_id = cp.id
+            self.parent_id = (saved.parent_config or {}).get("configurable", {}).get(
+                "checkpoint_id"
+            )
+            if not replay:
+                self.pending = _group_pending(saved.pending_writes)
+        else:
+            self.values = {k: spec.initial() for k, spec in self.spec.keys.items()
+                           if spec.reducer is not None and spec.initial is not None}
+        inp = self.input
+        if isinstance(inp, Command):
+            if inp.graph == Command.PARENT:
+                raise InvalidUpdateError("Command(graph=Command.PARENT) cannot be graph input")
+            if inp.resume is not None and (inp.update is not None or inp.goto_list()):
+                raise InvalidUpdateError(
+                    "graph input Command takes either resume=... or update=/goto=, not both"
+                )
+            if inp.resume is not None:
+                if saved is None:
+                    raise InvalidResumeError(
+                        f"thread {self.thread_id!r} has no checkpoint: there is nothing to resume"
+                    )
+                self._assign_resume(inp.resume)
+                self.skip_before = True
+                return
+            self._start_with(self._checked_input(inp.update or {}), inp.goto_list(), saved)
+            return
+        if inp is None:
+            if saved is None:
+                raise EmptyInputError(
+                    "invoke(None) resumes a thread, but this thread has no checkpoint yet: "
+                    "pass an input (or a thread_id that has run)"
+                )
+            if resume is not NO_RESUME:
+                self._assign_resume(resume)
+            self.skip_before = True
+            return
+        self._start_with(self._checked_input(inp), None, saved)
+
+    def _checked_input(self, inp: Any) -> dict[str, Any]:
+        data = input_to_dict(inp, self.spec.input_schema)
+        keys = self.spec.keys
+        unknown = [k for k in data if k not in keys]
+        if unknown:
+            raise InvalidUpdateError(
+                f"input has key(s) {unknown} that are not in the state (keys: {', '.join(keys)})"
+            )
+        input_keys = self.spec.input_keys
+        if input_keys and not isinstance(self.input, Command):
+            data = {k: v for k, v in data.items() if k in input_keys}
+        return data
+
+    def _start_with(self, data: dict[str, Any], goto: list[Any] | None,
+                    saved: CheckpointTuple | None) -> None:
+        """New input: an input checkpoint whose single task applies it."""
+        self.pending = {}
+        if goto is None:
+            ref: TaskRef = (START, data)
+        else:
+            if not goto and saved is not None:
+                goto = [(Send(r[0], r[1]) if len(r) == 2 else r[0]) for r in self.next_tasks]
+            for target in goto:
+                name = target.node if isinstance(target, Send) else target
+                if name != END and name not in self.spec.nodes:
+                    raise InvalidUpdateError(f"Command(goto={name!r}): not a node of this graph")
+            ref = (START, data, goto)
+        self.step = self.step + 1 if saved is not None else -1
+        self.next_tasks = [ref]
+        if self.saver is not None:
+            self._commit(source="input", updated=(), ran=())
+
+    def _assign_resume(self, resume: Any) -> None:
+        owners: dict[str, str] = {}
+        by_task: dict[str, list[Interrupt]] = {}
+        for task_id, record in self.pending.items():
+            for item in record.get(INTERRUPT, ()):
+                owners[item.id] = task_id
+                by_task.setdefault(task_id, []).append(item)
+        if isinstance(resume, dict) and resume and any(k in owners for k in resume):
+            unknown = [k for k in resume if k not in owners]
+            if unknown:
+                raise InvalidResumeError(
+                    f"resume map names interrupt id(s) {unknown} that are not pending "
+                    f"(pending: {sorted(owners)})"
+                )
+            for interrupt_id, value in resume.items():
+                task_id = owners[interrupt_id]
+                if len(by_task[task_id]) == 1 and by_task[task_id][0].id == interrupt_id and (
+                    task_id not in self.resume_by_task
+                ):
+                    self.resume_by_task[task_id] = _OwnAnswer(interrupt_id, value)
+                else:
+                    current = self.resume_by_task.get(task_id)
+                    merged = ResumeMap() if not isinstance(current, ResumeMap) else current
+                    if isinstance(current, _OwnAnswer):
+                        merged[current.interrupt_id] = current.value
+                    merged[interrupt_id] = value
+                    self.resume_by_task[task_id] = merged
+            return
+        if len(by_task) > 1 or (len(by_task) == 1 and len(next(iter(by_task.values()))) > 1):
+            raise InvalidResumeError(
+                f"{len(owners)} interrupts are pending ({', '.join(sorted(owners))}); resume "
+                f"them with Command(resume={{interrupt_id: value, ...}})"
+            )
+        if by_task:
+            self.resume_by_task[next(iter(by_task))] = resume
+            return
+        if not self.next_tasks:
+            raise InvalidResumeError(
+                f"thread {self.thread_id!r} has no pending task: there is nothing to resume"
+            )
+        self.resume_by_task[self._task_id(0, self.next_tasks[0][0])] = resume
+
+    # -- steps -------------------------------------------------------------------------
+
+    def _task_id(self, index: int, name: str) -> str:
+        if self.checkpoint_id is None:
+            return f"{self.ns}:{self.step}:{index}:{name}"
+        raw = f"{self.ns}|{self.checkpoint_id}|{index}|{name}".encode()
+        return hashlib.blake2b(raw, digest_size=16).hexdigest()
+
+    def prepare(self) -> list[Task] | None:
+        """Tasks of the next super-step, or None when the run stops here."""
+        refs = self.next_tasks
+        if not refs or self.status != "running":
+            if self.status == "running":
+                self.status = "done"
+            return None
+        if self.steps_run >= self.limit:
+            raise GraphRecursionError(
+                f"recursion limit of {self.limit} super-steps reached without reaching END; "
+                f"raise config['recursion_limit'] if the graph is meant to run longer"
+            )
+        nodes = self.spec.nodes
+        tasks: list[Task] = []
+        for index, ref in enumerate(refs):
+            name = ref[0]
+            if name == START:
+                tasks.append(self._start_task(index, ref))
+                continue
+            node = nodes.get(name)
+            if node is None:
+                raise InvalidUpdateError(
+                    f"checkpoint names node {name!r}, which is not in the graph"
+                )
+            task = Task(index, name, node, self._task_id(index, name), ref[1] if len(ref) > 1
+                        else None, len(ref) > 1)
+            stored = self.pending.get(task.id)
+            if stored is not None:
+                if RESULT in stored:
+                    writes, gotos = stored[RESULT]
+                    task.writes = [tuple(w) for w in writes]
+                    task.gotos = list(gotos)
+                    task.done = True
+                task.resume = list(stored.get(RESUME, ()))
+            answer = self.resume_by_task.get(task.id, NO_RESUME)
+            if isinstance(answer, _OwnAnswer):
+                answer = answer.value
+            task.pending_resume = answer
+            tasks.append(task)
+        before = self.spec.interrupt_before
+        if before and not self.skip_before and any(
+            t.name in before and not t.done for t in tasks
+        ):
+            self.status = "interrupted"
+            if self.sink is not None:
+                self.sink.updates_interrupt(())
+            return None
+        self.skip_before = False
+        self.steps_run += 1
+        self.last_tasks = tasks
+        return tasks
+
+    def _start_task(self, index: int, ref: TaskRef) -> Task:
+        task = Task(index, START, None, self._task_id(index, START), ref[1], True)
+        task.writes = list(ref[1].items())
+        if len(ref) > 2:
+            task.gotos = list(ref[2])
+        else:
+            task.gotos = route(self, task, task.writes)
+        task.done = True
+        return task
+
+    def finish(self, tasks: list[Task]) -> bool:
+        """Apply a finished step; queue its commit. Returns False when the run stops."""
+        for task in tasks:
+            if isinstance(task.error, ParentCommand):
+                raise task.error
+        failed = [t for t in tasks if t.error is not None]
+        interrupted = [t for t in tasks if t.interrupts]
+        if failed or interrupted:
+            self._keep_pending(tasks)
+            if failed:
+                self.status = "error"
+                self.error = failed[0].error
+            else:
+                self.status = "interrupted"
+                self.interrupts = [i for t in interrupted for i in t.interrupts]
+                if self.sink is not None:
+                    self.sink.updates_interrupt(tuple(self.interrupts))
+            return False
+        self._apply(tasks)
+        ran = tuple(t.name for t in tasks)
+        self.step += 1
+        if self.saver is not None:
+            self._commit(source="loop", updated=self._updated, ran=ran)
+        if self.sink is not None:
+            self.sink.step_done(self, tasks)
+        after = self.spec.interrupt_after
+        if after and self.next_tasks and any(t.name in after for t in tasks):
+            self.status = "interrupted"
+            if self.sink is not None:
+                self.sink.updates_interrupt(())
+            return False
+        return True
+
+    def _apply(self, tasks: list[Task]) -> None:
+        keys = self.spec.keys
+        values = self.values
+        ordered = tasks if len(tasks) == 1 else sorted(tasks, key=_write_order)
+        if len(tasks) > 1:
+            _check_last_value_conflicts(ordered, keys)
+        updated: dict[str, None] = {}
+        deltas: dict[str, list[Any]] = {}
+        for task in ordered:
+            for key, value in task.writes:
+                spec = keys[key]
+                reducer = spec.reducer
+                if reducer is None:
+                    values[key] = value
+                else:
+                    current = values.get(key, _MISSING)
+                    if current is _MISSING:
+                        current = spec.initial() if spec.initial is not None else _MISSING
+                    values[key] = value if current is _MISSING else reducer(current, value)
+                    deltas.setdefault(key, []).append(value)
+                updated[key] = None
+        self._updated = tuple(updated)
+        self._deltas = deltas
+        self._route(tasks)
+
+    def _route(self, tasks: list[Task]) -> None:
+        edges = self.spec.edges
+        joins_by_source = self.spec.joins_by_source
+        pulls: dict[str, None] = {}
+        pushes: list[TaskRef] = []
+        touched_joins: list[Any] = []
+        for task in tasks:
+            for target in edges.get(task.name, ()):
+                if target != END:
+                    pulls[target] = None
+            for join in joins_by_source.get(task.name, ()):
+                seen = self.barriers.setdefault(join.id, [])
+                if task.name not in seen:
+                    seen.append(task.name)
+                touched_joins.append(join)
+            for target in task.gotos:
+                if isinstance(target, Send):
+                    pushes.append((target.node, target.arg))
+                elif target != END:
+                    pulls[target] = None
+        for join in touched_joins:
+            seen = self.barriers.get(join.id)
+            if seen is not None and join.sources.issubset(seen):
+                pulls[join.target] = None
+                del self.barriers[join.id]
+        order = self.spec.node_order
+        next_tasks: list[TaskRef] = [(n,) for n in sorted(pulls, key=order.__getitem__)]
+        next_tasks.extend(pushes)
+        self.next_tasks = next_tasks
+
+    def _commit(self, *, source: str, updated: Iterable[str], ran: tuple[str, ...]) -> None:
+        checkpoint_id = new_checkpoint_id()
+        checkpoint = Checkpoint(
+            id=checkpoint_id, step=self.step, ts=_now(), values=self.values,
+            next_tasks=self.next_tasks, barriers=self.barriers, ran=ran,
+            updated=tuple(updated), deltas=self._deltas if source == "loop" else {},
+        )
+        metadata = {"source": source, "step": self.step, "parents": {}}
+        self.ops.append(("put", checkpoint, metadata, self.checkpoint_id, self.head))
+        self.parent_id = self.checkpoint_id
+        self.checkpoint_id = checkpoint_id
+        self.head = checkpoint_id
+        self.pending = {}
+        self.resume_by_task = {}
+        self.last_checkpoint = checkpoint
+        self.last_metadata = metadata
+        if self.sink is not None:
+            self.sink.checkpoint(self, checkpoint, metadata)
+
+    def _keep_pending(self, tasks: list[Task]) -> None:
+        """Record what a stopped step achieved, so a resume does not redo it."""
+        writes: list[tuple[str, str, Any]] = []
+        pending: dict[str, dict[str, Any]] = {}
+        for task in tasks:
+            record: dict[str, Any] = {}
+            if task.done:
+                record[RESULT] = [[list(w) for w in task.writes], list(task.gotos)]
+            if task.resume:
+                record[RESUME] = list(task.resume)
+            if task.interrupts:
+                record[INTERRUPT] = list(task.interrupts)
+            if task.error is not None:
+                record[ERROR] = error_record(task.error)
+            if record:
+                pending[task.id] = record
+                writes.extend((task.id, channel, value) for channel, value in record.items())
+        self.pending = pending
+        self.resume_by_task = {}
+        if self.saver is not None and self.checkpoint_id is not None:
+            self.ops.append(("put_writes", writes))
+
+    # -- store operations ----------------------------------------------------------------
+
+    def flush(self) -> None:
+        saver = self.saver
+        for op in self.ops:
+            if op[0] == "put":
+                _, checkpoint, metadata, parent_id, expected = op
+                saver.put(self._base_config, checkpoint, metadata, parent_id=parent_id,
+                          expected_head=expected)
+            else:
+                saver.put_writes(self._config_at(self.checkpoint_id), op[1])
+        self.ops.clear()
+
+    async def aflush(self) -> None:
+        saver = self.saver
+        for op in self.ops:
+            if op[0] == "put":
+                _, checkpoint, metadata, parent_id, expected = op
+                await saver.aput(self._base_config, checkpoint, metadata, parent_id=parent_id,
+                                 expected_head=expected)
+            else:
+                await saver.aput_writes(self._config_at(self.checkpoint_id), op[1])
+        self.ops.clear()
+
+    def _config_at(self, checkpoint_id: str | None) -> dict[str, Any]:
+        return make_config(str(self.thread_id), self.ns, checkpoint_id)
+
+    # -- views for tasks -----------------------------------------------------------------
+
+    def local_view(self, items: list[tuple[str, Any]]) -> dict[str, Any]:
+        """State as one task sees it after its own writes (siblings' not yet applied)."""
+        view = dict(self.values)
+        keys = self.spec.keys
+        for key, value in items:
+            spec = keys.get(key)
+            if spec is None or spec.reducer is None:
+                view[key] = value
+                continue
+            current = view.get(key, _MISSING)
+            if current is _MISSING:
+                current = spec.initial() if spec.initial is not None else _MISSING
+            view[key] = value if current is _MISSING else spec.reducer(current, value)
+        return view
+
+    def branch_args(self, branch: BranchSpec, view: dict[str, Any]) -> tuple[Any, ...]:
+        state = self.spec.state_codec.build(view)
+        if branch.wants_config:
+            return (state, self.config)
+        return (state,)
+
+    def task_config(self, task: Task) -> dict[str, Any]:
+        configurable = dict(self.config.get("configurable") or {})
+        configurable["checkpoint_ns"] = self.ns
+        if self.checkpoint_id is not None:
+            configurable["checkpoint_id"] = self.checkpoint_id
+        config = dict(self.config)
+        config["configurable"] = configurable
+        config["metadata"] = {**(self.config.get("metadata") or {}), **self.task_metadata(task)}
+        return config
+
+    def task_metadata(self, task: Task) -> dict[str, Any]:
+        return {
+            "thread_id": self.thread_id,
+            "langgraph_step": self.step + 1,
+            "langgraph_node": task.name,
+            "langgraph_triggers": ("branch:to:" + task.name,),
+            "langgraph_path": ("__pregel_push", task.index) if task.is_push
+            else ("__pregel_pull", task.name),
+            "langgraph_checkpoint_ns": (self.ns + NS_SEP if self.ns else "")
+            + f"{task.name}:{task.id}",
+        }
+
+    def child_namespace(self, task: Task, call_index: int) -> str:
+        own = f"{task.name}:{task.id}" + (f"#{call_index}" if call_index else "")
+        return f"{self.ns}{NS_SEP}{own}" if self.ns else own
+
+    def executor(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            workers = int(self.config.get("max_concurrency") or 16)
+            self._executor = ThreadPoolExecutor(max_workers=workers,
+                                                thread_name_prefix="waypoint-task")
+        return self._executor
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+
+    # -- results -----------------------------------------------------------------------
+
+    def output(self) -> dict[str, Any]:
+        keys = self.spec.output_keys
+        values = self.values
+        out = {k: values[k] for k in keys if k in values} if keys else dict(values)
+        if self.status == "interrupted" and self.interrupts:
+            out["__interrupt__"] = list(self.interrupts)
+        return out
+
+    def output_values(self) -> dict[str, Any]:
+        keys = self.spec.output_keys
+        values = self.values
+        return {k: values[k] for k in keys if k in values} if keys else dict(values)
+
+
+class _OwnAnswer:
+    __slots__ = ("interrupt_id", "value")
+
+    def __init__(self, interrupt_id: str, value: Any) -> None:
+        self.interrupt_id = interrupt_id
+        self.value = value
+
+
+def _write_order(task: Task) -> tuple[int, str, int]:
+    return (1, "", task.index) if task.is_push and task.name != START else (0, task.name, 0)
+
+
+def _check_last_value_conflicts(tasks: list[Task], keys: dict[str, Any]) -> None:
+    writer: dict[str, str] = {}
+    for task in tasks:
+        for key, _ in task.writes:
+            if keys[key].reducer is not None:
+                continue
+            other = writer.get(key)
+            if other is not None:
+                raise InvalidUpdateError(
+                    f"at key {key!r}: nodes {other!r} and {task.name!r} both wrote it in the same "
+                    f"step, but it keeps only one value; give it a reducer "
+                    f"(Annotated[type, reducer]) to combine parallel writes"
+                )
+            writer[key] = task.name
+
+
+def _group_pending(writes: Iterable[tuple[str, str, Any]]) -> dict[str, dict[str, Any]]:
+    grouped: dict[str, dict[str, Any]] = {}
+    for task_id, channel, value in writes:
+        grouped.setdefault(task_id, {})[channel] = value
+    return grouped
+
+
+__all__ = ["RunLoop", "error_from_record", "resolve_branch"]

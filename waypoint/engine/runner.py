@@ -1,0 +1,99 @@
+"""Driving a RunLoop: the sync runner (threads for parallel tasks) and the async one."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from collections.abc import Iterator
+from typing import Any
+
+from .context import NO_RESUME
+from .loop import RunLoop
+from .task import Task, arun_task, run_task
+
+
+def _load(loop: RunLoop) -> tuple[Any, str | None]:
+    saver = loop.saver
+    if saver is None:
+        return None, None
+    saved = saver.get_tuple(loop.load_config())
+    head = saver.head_id(str(loop.thread_id), loop.ns)
+    return saved, head
+
+
+async def _aload(loop: RunLoop) -> tuple[Any, str | None]:
+    saver = loop.saver
+    if saver is None:
+        return None, None
+    saved = await saver.aget_tuple(loop.load_config())
+    head = saver.head_id(str(loop.thread_id), loop.ns)
+    return saved, head
+
+
+def _run_step_sync(loop: RunLoop, todo: list[Task]) -> None:
+    if len(todo) == 1:
+        run_task(loop, todo[0])
+        return
+    executor = loop.executor()
+    futures = [
+        executor.submit(contextvars.copy_context().run, run_task, loop, task)
+        for task in todo[1:]
+    ]
+    contextvars.copy_context().run(run_task, loop, todo[0])
+    for future in futures:
+        future.result()
+
+
+def iter_sync(loop: RunLoop, loaded: tuple[Any, str | None] | None = None,
+              resume: Any = NO_RESUME) -> Iterator[None]:
+    """Run to the end, yielding after every committed super-step (for streaming)."""
+    try:
+        saved, head = loaded if loaded is not None else _load(loop)
+        loop.begin(saved, head, resume)
+        if loop.ops:
+            loop.flush()
+        while not loop.cancelled:
+            tasks = loop.prepare()
+            if tasks is None:
+                break
+            todo = [t for t in tasks if not t.done]
+            if todo:
+                _run_step_sync(loop, todo)
+            going = loop.finish(tasks)
+            if loop.ops:
+                loop.flush()
+            yield
+            if not going:
+                break
+        if loop.error is not None:
+            raise loop.error
+    finally:
+        loop.close()
+
+
+async def arun(loop: RunLoop, loaded: tuple[Any, str | None] | None = None,
+               resume: Any = NO_RESUME) -> None:
+    """Run to the end on the event loop."""
+    try:
+        saved, head = loaded if loaded is not None else await _aload(loop)
+        loop.begin(saved, head, resume)
+        if loop.ops:
+            await loop.aflush()
+        while not loop.cancelled:
+            tasks = loop.prepare()
+            if tasks is None:
+                break
+            todo = [t for t in tasks if not t.done]
+            if len(todo) == 1:
+                await arun_task(loop, todo[0])
+            elif todo:
+                await asyncio.gather(*(arun_task(loop, t) for t in todo))
+            going = loop.finish(tasks)
+            if loop.ops:
+                await loop.aflush()
+            if not going:
+                break
+        if loop.error is not None:
+            raise loop.error
+    finally:
+        loop.close()

@@ -1,0 +1,331 @@
+"""A task: one node run within a super-step, and turning its return into writes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..constants import END
+from ..errors import GraphBubbleUp, GraphInterrupt, InvalidUpdateError, ParentCommand
+from ..graph.schema import object_to_update
+from ..types import Command, Interrupt, Send
+from .context import NO_RESUME, TaskRuntime, reset_runtime, set_runtime
+
+if TYPE_CHECKING:
+    from ..graph.spec import BranchSpec, NodeSpec
+    from .loop import RunLoop
+
+
+class ChildCommand(Exception):
+    """A nested graph's `Command(graph=PARENT)`, to be applied by the task that ran it."""
+
+    def __init__(self, command: Command) -> None:
+        super().__init__(command)
+        self.command = command
+
+
+class Task:
+    """One node execution of a super-step and its outcome."""
+
+    __slots__ = ("arg", "done", "error", "gotos", "id", "index", "interrupts", "is_push",
+                 "name", "node", "pending_resume", "resume", "update", "writes")
+
+    def __init__(self, index: int, name: str, node: NodeSpec | None, task_id: str,
+                 arg: Any = None, is_push: bool = False) -> None:
+        self.index = index
+        self.name = name
+        self.node = node
+        self.id = task_id
+        self.arg = arg
+        self.is_push = is_push
+        self.done = False
+        self.writes: list[tuple[str, Any]] = []
+        self.gotos: list[str | Send] = []
+        self.update: Any = None  # what the node returned, for stream_mode="updates"
+        self.error: BaseException | None = None
+        self.interrupts: tuple[Interrupt, ...] = ()
+        self.resume: list[Any] = []
+        self.pending_resume: Any = NO_RESUME
+
+    def __repr__(self) -> str:
+        return f"Task({self.name!r}, id={self.id!r})"
+
+
+# -- turning a return value into writes ---------------------------------------------------
+
+
+def _check_keys(loop: RunLoop, task: Task, items: list[tuple[str, Any]]) -> None:
+    keys = loop.spec.keys
+    for key, _ in items:
+        if key not in keys:
+            known = ", ".join(keys) or "none"
+            raise InvalidUpdateError(
+                f"node {task.name!r} returned key {key!r}, which is not in the state "
+                f"(keys: {known})"
+            )
+
+
+def _command_items(update: Any, task: Task) -> list[tuple[str, Any]]:
+    if update is None:
+        return []
+    if isinstance(update, dict):
+        return list(update.items())
+    if isinstance(update, (list, tuple)) and all(
+        isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) for p in update
+    ):
+        return list(update)
+    as_dict = object_to_update(update)
+    if as_dict is None:
+        raise InvalidUpdateError(
+            f"node {task.name!r}: Command(update=...) must be a dict or a state object, "
+            f"got {type(update).__name__}"
+        )
+    return list(as_dict.items())
+
+
+def record_result(loop: RunLoop, task: Task, result: Any, routes: bool = True) -> None:
+    """Validate a node's return value and turn it into writes plus routing."""
+    node = task.node
+    gotos: list[str | Send] = []
+    if result is None:
+        items: list[tuple[str, Any]] = []
+    elif type(result) is dict:
+        items = list(result.items())
+    elif isinstance(result, Command):
+        if result.graph == Command.PARENT:
+            raise ParentCommand(result)
+        items = _command_items(result.update, task)
+        gotos = result.goto_list()
+    elif isinstance(result, dict):
+        items = list(result.items())
+    elif isinstance(result, (list, tuple)) and result and all(
+        isinstance(c, Command) for c in result
+    ):
+        items = []
+        for command in result:
+            if command.graph == Command.PARENT:
+                raise ParentCommand(command)
+            items.extend(_command_items(command.update, task))
+            gotos.extend(command.goto_list())
+    else:
+        as_dict = object_to_update(result)
+        if as_dict is None:
+            raise InvalidUpdateError(
+                f"node {task.name!r} must return a dict, a Command or None, got "
+                f"{type(result).__name__}: {result!r:.100}"
+            )
+        items = list(as_dict.items())
+    if node is not None and node.subgraph is not None:
+        keys = loop.spec.keys
+        items = [(k, v) for k, v in items if k in keys]
+    else:
+        _check_keys(loop, task, items)
+    for target in gotos:
+        name = target.node if isinstance(target, Send) else target
+        if name != END and name not in loop.spec.nodes:
+            raise InvalidUpdateError(
+                f"node {task.name!r} sent Command(goto={name!r}), which is not a node"
+            )
+    task.writes = items
+    task.update = result.update if isinstance(result, Command) else (
+        dict(items) if result is not None and not isinstance(result, dict) else result
+    )
+    if routes:
+        gotos.extend(route(loop, task, items))
+    task.gotos = gotos
+
+
+def route(loop: RunLoop, task: Task, items: list[tuple[str, Any]]) -> list[str | Send]:
+    """Evaluate the conditional edges leaving this task's node, on its own view of state."""
+    branches = loop.spec.branches.get(task.name)
+    if not branches:
+        return []
+    view = loop.local_view(items)
+    targets: list[str | Send] = []
+    for branch in branches:
+        targets.extend(resolve_branch(loop, branch, branch.path(*loop.branch_args(branch, view))))
+    return targets
+
+
+def resolve_branch(loop: RunLoop, branch: BranchSpec, result: Any) -> list[str | Send]:
+    if asyncio.iscoroutine(result):
+        result.close()
+        raise InvalidUpdateError(
+            f"conditional edge from {branch.source!r} is async: run the graph with ainvoke/astream"
+        )
+    values = result if isinstance(result, (list, tuple)) else [result]
+    out: list[str | Send] = []
+    for value in values:
+        if isinstance(value, Send):
+            if value.node not in loop.spec.nodes:
+                raise InvalidUpdateError(
+                    f"conditional edge from {branch.source!r} sent Send({value.node!r}), "
+                    f"which is not a node"
+                )
+            out.append(value)
+            continue
+        target = value
+        if branch.path_map is not None:
+            try:
+                target = branch.path_map[value]
+            except (KeyError, TypeError):
+                choices = ", ".join(repr(k) for k in branch.path_map)
+                raise InvalidUpdateError(
+                    f"conditional edge from {branch.source!r} returned {value!r}, which is not "
+                    f"in its path_map (choices: {choices})"
+                ) from None
+        if target is None or target == END:
+            continue
+        if target not in loop.spec.nodes:
+            raise InvalidUpdateError(
+                f"conditional edge from {branch.source!r} returned {target!r}, which is not a "
+                f"node of this graph"
+            )
+        out.append(target)
+    return out
+
+
+# -- running ------------------------------------------------------------------------------
+
+
+def _call_args(loop: RunLoop, task: Task) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    node = task.node
+    assert node is not None
+    payload = task.arg if task.is_push else node.codec.build(loop.values)
+    kwargs: dict[str, Any] = {}
+    if node.wants_config:
+        kwargs["config"] = loop.task_config(task)
+    if node.wants_writer:
+        from .context import get_stream_writer
+
+        kwargs["writer"] = get_stream_writer()
+    return (payload,), kwargs
+
+
+def _finish_error(task: Task, exc: BaseException) -> None:
+    if isinstance(exc, GraphInterrupt):
+        task.interrupts = exc.interrupts
+    else:
+        task.error = exc
+
+
+def run_task(loop: RunLoop, task: Task) -> None:
+    """Run one task synchronously, under its retry policy; never raises."""
+    node = task.node
+    assert node is not None
+    attempt = 0
+    while True:
+        attempt += 1
+        runtime = TaskRuntime(loop, task)
+        token = set_runtime(runtime)
+        try:
+            if loop.sink is not None:
+                loop.sink.task_start(task, loop)
+            if node.subgraph is not None:
+                result = node.subgraph.run_as_node(loop, task)
+            else:
+                if node.is_async:
+                    raise TypeError(
+                        f"node {task.name!r} is async: run the graph with ainvoke/astream"
+                    )
+                args, kwargs = _call_args(loop, task)
+                result = node.fn(*args, **kwargs)
+            record_result(loop, task, result)
+            task.done = True
+            task.pending_resume = runtime.pending_resume
+            break
+        except ChildCommand as child:
+            try:
+                record_result(loop, task, Command(update=child.command.update,
+                                                  goto=child.command.goto))
+                task.done = True
+            except Exception as exc:
+                task.error = exc
+            break
+        except GraphBubbleUp as exc:
+            _finish_error(task, exc)
+            if isinstance(exc, ParentCommand):
+                task.error = exc
+            break
+        except Exception as exc:
+            policy = node.retry_policy
+            if policy is not None and attempt < policy.max_attempts and policy.should_retry(exc):
+                time.sleep(policy.delay(attempt))
+                continue
+            task.error = exc
+            break
+        finally:
+            reset_runtime(token)
+    if loop.sink is not None:
+        loop.sink.task_end(task, loop)
+
+
+async def arun_task(loop: RunLoop, task: Task) -> None:
+    """Run one task on the event loop (sync nodes in a worker thread); never raises."""
+    node = task.node
+    assert node is not None
+    if node.subgraph is None and not node.is_async:
+        import contextvars
+
+        ctx = contextvars.copy_context()
+        await asyncio.get_running_loop().run_in_executor(loop.executor(), ctx.run, run_task,
+                                                         loop, task)
+        return
+    attempt = 0
+    while True:
+        attempt += 1
+        runtime = TaskRuntime(loop, task)
+        token = set_runtime(runtime)
+        try:
+            if loop.sink is not None:
+                loop.sink.task_start(task, loop)
+            if node.subgraph is not None:
+                result = await node.subgraph.arun_as_node(loop, task)
+            else:
+                args, kwargs = _call_args(loop, task)
+                result = await node.fn(*args, **kwargs)
+            await _arecord(loop, task, result)
+            task.done = True
+            task.pending_resume = runtime.pending_resume
+            break
+        except ChildCommand as child:
+            try:
+                record_result(loop, task, Command(update=child.command.update,
+                                                  goto=child.command.goto))
+                task.done = True
+            except Exception as exc:
+                task.error = exc
+            break
+        except GraphBubbleUp as exc:
+            _finish_error(task, exc)
+            if isinstance(exc, ParentCommand):
+                task.error = exc
+            break
+        except Exception as exc:
+            policy = node.retry_policy
+            if policy is not None and attempt < policy.max_attempts and policy.should_retry(exc):
+                await asyncio.sleep(policy.delay(attempt))
+                continue
+            task.error = exc
+            break
+        finally:
+            reset_runtime(token)
+    if loop.sink is not None:
+        loop.sink.task_end(task, loop)
+
+
+async def _arecord(loop: RunLoop, task: Task, result: Any) -> None:
+    """`record_result` with async routers awaited."""
+    branches = loop.spec.branches.get(task.name, ())
+    if not any(b.is_async for b in branches):
+        record_result(loop, task, result)
+        return
+    record_result(loop, task, result, routes=False)
+    view = loop.local_view(task.writes)
+    for branch in branches:
+        value = branch.path(*loop.branch_args(branch, view))
+        if asyncio.iscoroutine(value):
+            value = await value
+        task.gotos.extend(resolve_branch(loop, branch, value))
+

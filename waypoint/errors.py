@@ -1,0 +1,66 @@
+"""Exceptions raised by waypoint; each message names what was wrong."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class WaypointError(Exception):
+    """Base class of waypoint's own errors."""
+
+
+class GraphValidationError(WaypointError, ValueError):
+    """A graph definition that cannot run: raised by `compile()` and the builder."""
+
+
+class InvalidUpdateError(WaypointError, ValueError):
+    """A node (or `update_state`) produced an update the state cannot take."""
+
+
+class GraphRecursionError(WaypointError, RecursionError):
+    """The run exceeded its `recursion_limit` of super-steps."""
+
+
+class InvalidResumeError(WaypointError, ValueError):
+    """A `Command(resume=...)` that does not match the pending interrupts."""
+
+
+class EmptyInputError(WaypointError, ValueError):
+    """`invoke(None)` on a thread with nothing to resume."""
+
+
+class CheckpointConflict(WaypointError):
+    """A commit whose parent is no longer the thread's head: another writer got there first."""
+
+    def __init__(self, thread_id: str, expected: str | None, actual: str | None) -> None:
+        super().__init__(
+            f"thread {thread_id!r} moved on: this writer expected head checkpoint "
+            f"{expected!r} but the head is now {actual!r}; nothing was written"
+        )
+        self.thread_id = thread_id
+        self.expected = expected
+        self.actual = actual
+
+
+class SerializationError(WaypointError, TypeError):
+    """A value the checkpoint serializer cannot store or read back safely."""
+
+
+class GraphBubbleUp(Exception):
+    """Control-flow signals that unwind a node without being its failure."""
+
+
+class GraphInterrupt(GraphBubbleUp):
+    """Raised by `interrupt()` to pause the current task; carries the interrupts."""
+
+    def __init__(self, interrupts: tuple[Any, ...] = ()) -> None:
+        super().__init__(interrupts)
+        self.interrupts = tuple(interrupts)
+
+
+class ParentCommand(GraphBubbleUp):
+    """A subgraph node returned `Command(graph=Command.PARENT)`: the parent applies it."""
+
+    def __init__(self, command: Any) -> None:
+        super().__init__(command)
+        self.command = command

@@ -1,0 +1,80 @@
+"""The compiled description of a graph: pure data the engine runs."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .schema import KeySpec, StateCodec
+
+
+def call_shape(fn: Callable[..., Any]) -> tuple[bool, bool, bool]:
+    """(is_async, wants config, wants writer) from a callable's signature."""
+    target = fn
+    if not (inspect.isfunction(target) or inspect.ismethod(target)) and callable(fn):
+        target = fn.__call__  # type: ignore[operator]
+    is_async = inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target)
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return is_async, False, False
+    return is_async, "config" in params, "writer" in params
+
+
+@dataclass(slots=True)
+class NodeSpec:
+    """One node: what it runs and under which policies."""
+
+    name: str
+    fn: Callable[..., Any]
+    is_async: bool
+    wants_config: bool
+    wants_writer: bool
+    codec: StateCodec
+    retry_policy: Any = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    subgraph: Any = None  # a compiled graph run as this node
+    policies: dict[str, Any] = field(default_factory=dict)  # issue-5 policies, kept as data
+
+
+@dataclass(slots=True)
+class BranchSpec:
+    """A conditional edge: `path(state)` picks targets, optionally through `path_map`."""
+
+    source: str
+    path: Callable[..., Any]
+    path_map: dict[Any, str] | None
+    is_async: bool
+    wants_config: bool
+    declared_targets: tuple[str, ...] | None  # from path_map or a Literal return hint
+
+
+@dataclass(frozen=True, slots=True)
+class JoinSpec:
+    """`add_edge([a, b], c)`: `c` runs once every source has finished since it last ran."""
+
+    id: str
+    sources: frozenset[str]
+    target: str
+
+
+@dataclass(slots=True)
+class GraphSpec:
+    """Everything the engine needs to run a graph; built once by `compile()`."""
+
+    nodes: dict[str, NodeSpec]
+    node_order: dict[str, int]
+    keys: dict[str, KeySpec]
+    state_codec: StateCodec
+    input_keys: tuple[str, ...]
+    output_keys: tuple[str, ...]
+    input_schema: Any
+    edges: dict[str, tuple[str, ...]]  # source -> static targets (START included)
+    branches: dict[str, tuple[BranchSpec, ...]]
+    joins_by_source: dict[str, tuple[JoinSpec, ...]]
+    joins: dict[str, JoinSpec]
+    interrupt_before: frozenset[str]
+    interrupt_after: frozenset[str]
+    name: str = "LangGraph"
