@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import Any, ClassVar, Generic, Literal, NamedTuple, TypeVar
 
 from .errors import InvalidUpdateError
 
@@ -38,8 +38,11 @@ class Interrupt:
     id: str = ""
 
 
+N = TypeVar("N")
+
+
 @dataclass(slots=True)
-class Command:
+class Command(Generic[N]):
     """Update state and choose where to go next, or resume an interrupted run."""
 
     PARENT: ClassVar[str] = "__parent__"

@@ -114,13 +114,21 @@ class CompiledStateGraph:
             loop = self._loop(input, config, StreamSink(modes, buffer.append, subgraphs=subgraphs),
                               interrupt_before, interrupt_after)
             steps = iter_sync(loop)
+            failure: BaseException | None = None
             try:
                 for _ in steps:
                     while buffer:
                         yield shape(buffer.popleft(), single=single, subgraphs=subgraphs)
+            except GeneratorExit:
+                raise
+            except BaseException as exc:  # deliver what the run produced, then its error
+                failure = exc
             finally:
-                while buffer:
-                    yield shape(buffer.popleft(), single=single, subgraphs=subgraphs)
+                steps.close()
+            while buffer:
+                yield shape(buffer.popleft(), single=single, subgraphs=subgraphs)
+            if failure is not None:
+                raise failure
             return
         parts: queue.SimpleQueue[Any] = queue.SimpleQueue()
         loop = self._loop(input, config, StreamSink(modes, parts.put, subgraphs=subgraphs),

@@ -150,7 +150,7 @@ class RunLoop:
                         f"thread {self.thread_id!r} has no checkpoint: there is nothing to resume"
                     )
                 self._assign_resume(inp.resume)
-                self.skip_before = True
+                self._continue(saved, replay)
                 return
             self._start_with(self._checked_input(inp.update or {}), inp.goto_list(), saved)
             return
@@ -162,9 +162,18 @@ class RunLoop:
                 )
             if resume is not NO_RESUME:
                 self._assign_resume(resume)
-            self.skip_before = True
+            self._continue(saved, replay)
             return
         self._start_with(self._checked_input(inp), None, saved)
+
+    def _continue(self, saved: CheckpointTuple, replay: bool) -> None:
+        """Resume (or replay) from a stored checkpoint: show where we start from."""
+        self.skip_before = True
+        if replay and self.saver is not None:
+            # Replaying an older checkpoint forks the thread: a copy of it becomes the head.
+            self._commit(source="fork", updated=(), ran=saved.checkpoint.ran)
+        if self.sink is not None:
+            self.sink.emit("values", self.output_values())
 
     def _checked_input(self, inp: Any) -> dict[str, Any]:
         data = input_to_dict(inp, self.spec.input_schema)
@@ -251,15 +260,16 @@ class RunLoop:
     def prepare(self) -> list[Task] | None:
         """Tasks of the next super-step, or None when the run stops here."""
         refs = self.next_tasks
-        if not refs or self.status != "running":
-            if self.status == "running":
-                self.status = "done"
+        if self.status != "running":
             return None
-        if self.steps_run >= self.limit:
+        if self.steps_run >= self.limit:  # checked before the end, as LangGraph does
             raise GraphRecursionError(
                 f"recursion limit of {self.limit} super-steps reached without reaching END; "
                 f"raise config['recursion_limit'] if the graph is meant to run longer"
             )
+        if not refs:
+            self.status = "done"
+            return None
         nodes = self.spec.nodes
         tasks: list[Task] = []
         for index, ref in enumerate(refs):
@@ -296,7 +306,8 @@ class RunLoop:
                 self.sink.updates_interrupt(())
             return None
         self.skip_before = False
-        self.steps_run += 1
+        if refs[0][0] != START:
+            self.steps_run += 1
         self.last_tasks = tasks
         return tasks
 
@@ -327,6 +338,8 @@ class RunLoop:
                 self.interrupts = [i for t in interrupted for i in t.interrupts]
                 if self.sink is not None:
                     self.sink.updates_interrupt(tuple(self.interrupts))
+                    if self.sink.wants("values"):
+                        self.sink.emit("values", self.output())
             return False
         self._apply(tasks)
         ran = tuple(t.name for t in tasks)

@@ -13,19 +13,30 @@ from .loop import RunLoop, _group_pending
 from .task import Task, record_result
 from .task_errors import error_from_record
 
+
+class _NoGraph:
+    """Stands in for a graph we do not have (a graph invoked inside a node function)."""
+
+    spec = None
+
+
+_NO_GRAPH = _NoGraph()
+
 if TYPE_CHECKING:
     from .compiled import CompiledStateGraph
 
 
-def _snapshot(graph: CompiledStateGraph, saver: BaseCheckpointSaver, saved: CheckpointTuple,
+def _snapshot(graph: CompiledStateGraph | None, saver: BaseCheckpointSaver, saved: CheckpointTuple,
               subgraphs: bool) -> StateSnapshot:
     checkpoint = saved.checkpoint
     thread_id, ns, _ = thread_of(saved.config)
-    probe = RunLoop(graph, None, saved.config, saver=saver, ns=ns)
+    probe = RunLoop(graph if graph is not None else _NO_GRAPH, None, saved.config,
+                    saver=saver, ns=ns)
     probe.checkpoint_id = checkpoint.id
     probe.step = checkpoint.step
     pending = _group_pending(saved.pending_writes)
     tasks: list[PregelTask] = []
+    finished: list[Task] = []
     all_interrupts = []
     for index, ref in enumerate(checkpoint.next_tasks):
         name = ref[0]
@@ -36,22 +47,32 @@ def _snapshot(graph: CompiledStateGraph, saver: BaseCheckpointSaver, saved: Chec
         error = error_from_record(record[ERROR]) if ERROR in record else None
         result = dict(tuple(w) for w in record[RESULT][0]) if RESULT in record else None
         state = None
-        node = graph.spec.nodes.get(name)
-        if node is not None and node.subgraph is not None:
-            fake = Task(index, name, node, task_id)
-            child_ns = probe.child_namespace(fake, 0)
+        node = graph.spec.nodes.get(name) if graph is not None else None
+        if RESULT in record:
+            done = Task(index, name, node, task_id, ref[1] if len(ref) > 1 else None,
+                        len(ref) > 1)
+            done.writes = [tuple(w) for w in record[RESULT][0]]
+            finished.append(done)
+        nested = node.subgraph if node is not None and node.subgraph is not None else None
+        if nested is not None or interrupts:
+            child_ns = probe.child_namespace(Task(index, name, node, task_id), 0)
             child_config = make_config(thread_id, child_ns, None)
             if subgraphs:
                 child = saver.get_tuple(child_config)
                 if child is not None:
-                    state = _snapshot(node.subgraph, saver, child, True)
-            else:
+                    state = _snapshot(nested, saver, child, True)
+            elif nested is not None:
                 state = child_config
         path = ("__pregel_push", index) if len(ref) > 1 else ("__pregel_pull", name)
         tasks.append(PregelTask(task_id, name, path, error, interrupts, state, result))
+    values = dict(checkpoint.values)
+    done_ids = {t.id for t in finished}
+    if finished and graph is not None:  # show what finished tasks of a stopped step wrote
+        probe.values = values
+        probe._apply(finished)
     return StateSnapshot(
-        values=dict(checkpoint.values),
-        next=tuple(ref[0] for ref in checkpoint.next_tasks),
+        values=values,
+        next=tuple(t.name for t in tasks if t.id not in done_ids),
         config=saved.config,
         metadata=saved.metadata,
         created_at=checkpoint.ts,
@@ -119,7 +140,6 @@ def update_state(graph: CompiledStateGraph, saver: BaseCheckpointSaver, config: 
     if as_node == END:
         loop.next_tasks = []
     loop.step += 1
-    source = "update" if checkpoint_id is None or checkpoint_id == head else "fork"
-    loop._commit(source=source, updated=loop._updated, ran=(as_node,))
+    loop._commit(source="update", updated=loop._updated, ran=(as_node,))
     loop.flush()
     return make_config(thread_id, ns, loop.checkpoint_id)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..constants import END
@@ -265,13 +267,6 @@ async def arun_task(loop: RunLoop, task: Task) -> None:
     """Run one task on the event loop (sync nodes in a worker thread); never raises."""
     node = task.node
     assert node is not None
-    if node.subgraph is None and not node.is_async:
-        import contextvars
-
-        ctx = contextvars.copy_context()
-        await asyncio.get_running_loop().run_in_executor(loop.executor(), ctx.run, run_task,
-                                                         loop, task)
-        return
     attempt = 0
     while True:
         attempt += 1
@@ -282,9 +277,15 @@ async def arun_task(loop: RunLoop, task: Task) -> None:
                 loop.sink.task_start(task, loop)
             if node.subgraph is not None:
                 result = await node.subgraph.arun_as_node(loop, task)
-            else:
+            elif node.is_async:
                 args, kwargs = _call_args(loop, task)
                 result = await node.fn(*args, **kwargs)
+            else:  # a sync node: its body in a worker thread, with this task's context
+                args, kwargs = _call_args(loop, task)
+                ctx = contextvars.copy_context()
+                result = await asyncio.get_running_loop().run_in_executor(
+                    loop.executor(), partial(ctx.run, node.fn, *args, **kwargs)
+                )
             await _arecord(loop, task, result)
             task.done = True
             task.pending_resume = runtime.pending_resume

@@ -113,10 +113,15 @@ class StateGraph:
             codec = StateCodec(self.state_schema)
         else:
             is_async, wants_config, wants_writer = call_shape(action)
+        if destinations is None and subgraph is None:
+            destinations = _literal_targets(action) if _returns_command(action) else None
+        elif isinstance(destinations, dict):
+            destinations = tuple(destinations)
         self.nodes[node] = NodeSpec(
             name=node, fn=action, is_async=is_async, wants_config=wants_config,
             wants_writer=wants_writer, codec=codec, retry_policy=retry_policy or retry,
             metadata=dict(metadata or {}), subgraph=subgraph, policies=dict(policies),
+            destinations=tuple(destinations) if destinations else None,
         )
         return self
 
@@ -259,6 +264,13 @@ def _node_list(value: Sequence[str] | str | None, nodes: dict[str, NodeSpec]) ->
     return list(value)
 
 
+def _returns_command(fn: Callable[..., Any]) -> bool:
+    hint = getattr(fn, "__annotations__", {}).get("return")
+    if isinstance(hint, str):
+        return hint.startswith("Command")
+    return getattr(get_origin(hint) or hint, "__name__", "") == "Command"
+
+
 def _literal_targets(path: Callable[..., Any]) -> tuple[str, ...] | None:
     """Targets declared by a router's `-> Literal[...]` return hint, for drawing."""
     try:
@@ -274,7 +286,7 @@ def _literal_targets(path: Callable[..., Any]) -> tuple[str, ...] | None:
         origin = get_origin(current)
         if origin is typing.Literal:
             args.extend(get_args(current))
-        elif origin in (typing.Union, getattr(__import__("types"), "UnionType", None), list):
+        elif origin is not None:  # unions, lists, Command[...]: look inside
             stack.extend(get_args(current))
     names = tuple(a for a in args if isinstance(a, str))
     return names or None

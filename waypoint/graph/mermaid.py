@@ -100,8 +100,11 @@ def drawable_graph(spec: GraphSpec, *, xray: bool | int = False) -> DrawableGrap
                 graph.edges.append(DrawEdge(source, target, True, label))
                 ends = ends or target == END
     for name, node in spec.nodes.items():
+        for target in node.destinations or ():
+            graph.edges.append(DrawEdge(name, target, True, target))
+            ends = ends or target == END
         has_out = name in spec.edges or name in spec.branches or name in spec.joins_by_source
-        if not has_out and not node.policies.get("destinations"):
+        if not has_out and not node.destinations:
             graph.edges.append(DrawEdge(name, END))
             ends = True
     if ends:

@@ -37,6 +37,7 @@ class NodeSpec:
     metadata: dict[str, Any] = field(default_factory=dict)
     subgraph: Any = None  # a compiled graph run as this node
     policies: dict[str, Any] = field(default_factory=dict)  # issue-5 policies, kept as data
+    destinations: tuple[str, ...] | None = None  # where Command(goto=...) may go, for drawing
 
 
 @dataclass(slots=True)
