@@ -1,0 +1,447 @@
+#!/usr/bin/env python
+"""A multi-agent research pipeline on waypoint.
+
+    plan ──Send──► research (x N) ──► write ⇄ review ──► [human gate] ──► publish
+
+* ``plan`` asks the model to split the topic into a handful of subtasks.
+* ``research`` runs once per subtask, fanned out with ``Send``; the results are merged
+  by an ``Annotated`` reducer. A researcher whose source fails does not sink the run:
+  the failure is recorded in ``failed_research`` and the other results are kept.
+* ``write`` and ``review`` loop until the reviewer's score reaches the quality bar or
+  ``max_revisions`` rewrites have been made; after that the best-scoring draft goes
+  forward with a warning.
+* The graph is compiled with ``interrupt_before=["publish"]``: the run pauses and a
+  person approves, rejects, or edits the title (``update_state``) before resuming.
+
+There is no real model yet: ``ScriptedModel`` below answers prompts deterministically, so
+every run of the demo is identical. State lives in a ``MemorySaver`` under a thread id.
+
+    python examples/research_pipeline.py --topic "tidal power" --approve
+"""
+
+import argparse
+import hashlib
+import operator
+import sys
+import uuid
+from typing import Annotated, Any, TypedDict
+
+from waypoint import END, START, Send, StateGraph, get_stream_writer
+from waypoint.checkpoint import MemorySaver
+
+DEFAULT_TOPIC = "grid-scale battery storage"
+QUALITY_BAR = 0.8
+MAX_REVISIONS = 3
+
+# The angles the scripted planner proposes; the one marked as an outage is the subtask
+# whose search source is "down" by default, so the demo always shows graceful degradation.
+ANGLES = (
+    ("Background", "how {topic} came about"),
+    ("State of the art", "where {topic} stands today"),
+    ("Economics", "what {topic} costs and who pays for it"),
+    ("Outlook", "open problems and next steps for {topic}"),
+)
+DEFAULT_OUTAGES = ("Economics",)
+
+# Review checklist: tag -> (what the reviewer asks for, marker the writer puts in the draft).
+CHECKLIST = {
+    "summary": ("Open with a short summary of the findings.", "## Summary"),
+    "sources": ("Cite a source for every finding.", "(source:"),
+    "gaps": ("Say plainly which parts of the research are missing.", "## Known gaps"),
+}
+
+
+# ---------------------------------------------------------------------------------------
+# A deterministic stand-in for a language model
+# ---------------------------------------------------------------------------------------
+
+
+class ScriptedModel:
+    """Answers prompts like a (very predictable) LLM.
+
+    The first line of a prompt names the job (PLAN, RESEARCH, WRITE, REVIEW); the answer
+    depends only on the prompt text, so runs are reproducible. The writer only adds the
+    parts of a good report that reviewer feedback in its prompt asks for, so the first
+    draft falls short and the revision passes review.
+    """
+
+    def __init__(self, outages: tuple[str, ...] = DEFAULT_OUTAGES) -> None:
+        self.outages = tuple(outages)
+        self.prompts: list[str] = []
+
+    def invoke(self, prompt: str) -> str:
+        self.prompts.append(prompt)
+        job, _, body = prompt.partition("\n")
+        handlers = {
+            "PLAN": self._plan,
+            "RESEARCH": self._research,
+            "WRITE": self._write,
+            "REVIEW": self._review,
+        }
+        return handlers[job.strip()](body)
+
+    @staticmethod
+    def _fields(body: str) -> dict[str, Any]:
+        """Parse 'key: value' lines and '- item' lists under 'key:' headers."""
+        fields: dict[str, Any] = {}
+        current = None
+        for line in body.splitlines():
+            if line.startswith("- ") and current is not None:
+                fields[current].append(line[2:])
+            elif ":" in line and not line.startswith(" "):
+                key, _, value = line.partition(":")
+                value = value.strip()
+                current = key.strip() if not value else None
+                fields[key.strip()] = value if value else []
+        return fields
+
+    def _plan(self, body: str) -> str:
+        topic = self._fields(body)["topic"]
+        return "\n".join(
+            f"{i}. {label}: {question.format(topic=topic)}"
+            for i, (label, question) in enumerate(ANGLES, start=1)
+        )
+
+    def _research(self, body: str) -> str:
+        subtask = self._fields(body)["subtask"]
+        if any(subtask.startswith(f"{label}:") for label in self.outages):
+            raise TimeoutError("search backend timed out after 30s")
+        digest = hashlib.sha256(subtask.encode()).hexdigest()[:6]
+        seed = int(digest, 16)
+        return (
+            f"FINDING: {seed % 5 + 3} recurring themes in the literature; the most cited "
+            f"study dates from {2008 + seed % 15}.\nSOURCE: doc-{digest}"
+        )
+
+    def _write(self, body: str) -> str:
+        fields = self._fields(body)
+        asked = " ".join(fields.get("feedback", []))
+        wants = {tag for tag in CHECKLIST if f"[{tag}]" in asked}
+        findings = fields.get("findings", [])
+        missing = fields.get("missing", [])
+        lines = [f"# {fields['topic'][:1].upper()}{fields['topic'][1:]}: a research brief", ""]
+        if "summary" in wants:
+            lines += [
+                "## Summary",
+                f"{len(findings)} lines of research were completed"
+                + (f"; {len(missing)} could not be." if missing else "."),
+                "",
+            ]
+        lines.append("## Findings")
+        for item in findings:
+            text, _, source = item.rpartition(" | ")
+            label, _, rest = text.partition(": ")
+            summary = rest.rpartition(" :: ")[2]
+            cite = f" (source: {source})" if "sources" in wants else ""
+            lines.append(f"- {label}: {summary}{cite}")
+        if "gaps" in wants and missing:
+            lines += ["", "## Known gaps"] + [f"- {m}" for m in missing]
+        return "\n".join(lines)
+
+    def _review(self, body: str) -> str:
+        draft = body.partition("draft:\n")[2]
+        needs_gaps = "missing research: yes" in body
+        notes = []
+        for tag, (request, marker) in CHECKLIST.items():
+            if tag == "gaps" and not needs_gaps:
+                continue
+            if marker not in draft:
+                notes.append(f"[{tag}] {request}")
+        score = round(0.9 - 0.15 * len(notes), 2)
+        return "\n".join([f"SCORE: {score}"] + [f"- {note}" for note in notes])
+
+
+# ---------------------------------------------------------------------------------------
+# State
+# ---------------------------------------------------------------------------------------
+
+
+class ResearchState(TypedDict, total=False):
+    topic: str
+    subtasks: list[str]
+    findings: Annotated[list[dict], operator.add]  # merged from the parallel researchers
+    failed_research: Annotated[list[dict], operator.add]  # {"subtask", "error"}
+    title: str
+    draft: str
+    revision_count: int  # rewrites made after a failed review (the first draft is not one)
+    score: float
+    feedback: list[str]
+    reviews: Annotated[list[dict], operator.add]  # one record per review round
+    verdict: str  # "approved" | "revise" | "best_effort"
+    warnings: Annotated[list[str], operator.add]
+    approval: str  # set by the person at the gate: "approved" | "rejected"
+    status: str  # "awaiting_approval" | "published" | "rejected"
+    report: str | None
+
+
+class ResearchTask(TypedDict):
+    """What one researcher receives through ``Send``."""
+
+    topic: str
+    subtask: str
+    index: int
+
+
+# ---------------------------------------------------------------------------------------
+# Graph
+# ---------------------------------------------------------------------------------------
+
+
+def parse_numbered(text: str) -> list[str]:
+    items = []
+    for line in text.splitlines():
+        head, dot, rest = line.strip().partition(". ")
+        if dot and head.isdigit() and rest:
+            items.append(rest.strip())
+    return items
+
+
+def parse_review(text: str) -> tuple[float, list[str]]:
+    score, notes = 0.0, []
+    for line in text.splitlines():
+        if line.startswith("SCORE:"):
+            score = float(line.split(":", 1)[1])
+        elif line.startswith("- "):
+            notes.append(line[2:])
+    return score, notes
+
+
+def build_graph(
+    model: ScriptedModel | None = None,
+    *,
+    quality_bar: float = QUALITY_BAR,
+    max_revisions: int = MAX_REVISIONS,
+    checkpointer: Any = None,
+    interrupt_before: tuple[str, ...] = ("publish",),
+):
+    """Build and compile the pipeline. Pass a checkpointer to use the approval gate."""
+    model = model or ScriptedModel()
+
+    def plan(state: ResearchState) -> dict:
+        emit = get_stream_writer()
+        emit(f"planning: splitting {state['topic']!r} into subtasks")
+        subtasks = parse_numbered(model.invoke(f"PLAN\ntopic: {state['topic']}"))[:4]
+        emit(f"planning: {len(subtasks)} subtasks")
+        return {"subtasks": subtasks}
+
+    def fan_out(state: ResearchState) -> list[Send]:
+        return [
+            Send("research", {"topic": state["topic"], "subtask": subtask, "index": i})
+            for i, subtask in enumerate(state["subtasks"])
+        ]
+
+    def research(task: ResearchTask) -> dict:
+        emit = get_stream_writer()
+        emit(f"researching: {task['subtask']}")
+        try:
+            answer = model.invoke(f"RESEARCH\ntopic: {task['topic']}\nsubtask: {task['subtask']}")
+        except Exception as exc:  # degrade gracefully: record it, keep the others
+            error = f"{type(exc).__name__}: {exc}"
+            emit(f"research failed: {task['subtask']} ({error})")
+            return {"failed_research": [{"subtask": task["subtask"], "error": error}]}
+        summary = answer.split("FINDING:", 1)[1].split("\n", 1)[0].strip()
+        source = answer.split("SOURCE:", 1)[1].strip()
+        finding = {"index": task["index"], "subtask": task["subtask"], "summary": summary,
+                   "source": source}
+        return {"findings": [finding]}
+
+    def write(state: ResearchState) -> dict:
+        emit = get_stream_writer()
+        revising = bool(state.get("draft"))
+        revision = state.get("revision_count", 0) + (1 if revising else 0)
+        emit(f"writing: revision {revision}" if revising else "writing: first draft")
+        findings = sorted(state.get("findings", []), key=operator.itemgetter("index"))
+        prompt = [f"WRITE\ntopic: {state['topic']}", "findings:"]
+        prompt += [f"- {f['subtask']} :: {f['summary']} | {f['source']}" for f in findings]
+        prompt.append("missing:")
+        prompt += [f"- {f['subtask']} ({f['error']})" for f in state.get("failed_research", [])]
+        prompt.append("feedback:")  # every note so far, so fixes made earlier are kept
+        notes = [note for r in state.get("reviews", []) for note in r["notes"]]
+        prompt += [f"- {note}" for note in dict.fromkeys(notes)]
+        text = model.invoke("\n".join(prompt))
+        heading, _, body = text.partition("\n")
+        return {"title": heading.lstrip("# ").strip(), "draft": body.strip(),
+                "revision_count": revision}
+
+    def review(state: ResearchState) -> dict:
+        emit = get_stream_writer()
+        missing = "yes" if state.get("failed_research") else "no"
+        answer = model.invoke(f"REVIEW\nmissing research: {missing}\ndraft:\n{state['draft']}")
+        score, notes = parse_review(answer)
+        revision = state.get("revision_count", 0)
+        record = {"revision": revision, "score": score, "notes": notes,
+                  "title": state["title"], "draft": state["draft"]}
+        update: dict[str, Any] = {"score": score, "feedback": notes, "reviews": [record]}
+        if score >= quality_bar:
+            update.update(verdict="approved", status="awaiting_approval")
+            emit(f"reviewing: score {score:.2f}, approved")
+        elif revision >= max_revisions:
+            rounds = [*state.get("reviews", []), record]
+            best = max(rounds, key=operator.itemgetter("score"))  # first of the best
+            update.update(
+                verdict="best_effort", status="awaiting_approval", title=best["title"],
+                draft=best["draft"], score=best["score"],
+                warnings=[f"review bar {quality_bar:.2f} not met after {revision} revisions; "
+                          f"going ahead with the best draft (score {best['score']:.2f})"],
+            )
+            emit(f"reviewing: score {score:.2f}, revision limit reached")
+        else:
+            update["verdict"] = "revise"
+            emit(f"reviewing: score {score:.2f}, {len(notes)} notes for the writer")
+        return update
+
+    def after_review(state: ResearchState) -> str:
+        return "revise" if state["verdict"] == "revise" else "publish"
+
+    def publish(state: ResearchState) -> dict:
+        emit = get_stream_writer()
+        if state.get("approval") != "approved":
+            emit("publishing: not approved, nothing published")
+            return {"status": "rejected", "report": None}
+        emit(f"publishing: {state['title']!r}")
+        return {"status": "published", "report": render_report(state)}
+
+    builder = StateGraph(ResearchState)
+    builder.add_node("plan", plan)
+    builder.add_node("research", research)
+    builder.add_node("write", write)
+    builder.add_node("review", review)
+    builder.add_node("publish", publish)
+    builder.add_edge(START, "plan")
+    builder.add_conditional_edges("plan", fan_out, ["research"])
+    builder.add_edge("research", "write")
+    builder.add_edge("write", "review")
+    builder.add_conditional_edges("review", after_review, {"revise": "write", "publish": "publish"})
+    builder.add_edge("publish", END)
+    return builder.compile(checkpointer=checkpointer, interrupt_before=list(interrupt_before))
+
+
+def render_report(state: ResearchState) -> str:
+    total = len(state.get("subtasks", []))
+    done = len(state.get("findings", []))
+    lines = [f"# {state['title']}", "", state["draft"], "", "---",
+             f"research coverage: {done}/{total} subtasks"]
+    lines += [f"failed: {f['subtask']} -> {f['error']}" for f in state.get("failed_research", [])]
+    lines.append(f"review score: {state['score']:.2f} after {state['revision_count']} revision(s)")
+    lines += [f"warning: {w}" for w in state.get("warnings", [])]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------
+
+
+def _stdin_is_interactive() -> bool:
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def _describe(node: str, update: Any) -> str:
+    if not isinstance(update, dict):
+        return ""
+    if node == "plan":
+        return f" ({len(update.get('subtasks', []))} subtasks)"
+    if node == "research":
+        if update.get("failed_research"):
+            return f" (FAILED: {update['failed_research'][0]['subtask']})"
+        return f" ({update['findings'][0]['subtask']})"
+    if node == "write":
+        revision = update.get("revision_count", 0)
+        return f" (revision {revision})" if revision else " (first draft)"
+    if node == "review":
+        return f" (score {update.get('score', 0):.2f}, {update.get('verdict')})"
+    if node == "publish":
+        return f" ({update.get('status')})"
+    return ""
+
+
+def run_stream(app, inputs, config, quiet: bool) -> None:
+    for mode, chunk in app.stream(inputs, config, stream_mode=["updates", "custom"]):
+        if quiet:
+            continue
+        if mode == "custom":
+            print(f"    ... {chunk}")
+            continue
+        for node, update in chunk.items():
+            if node == "__interrupt__":
+                print("[paused] before publish, waiting for a human decision")
+            else:
+                print(f"[done] {node}{_describe(node, update)}")
+
+
+def ask_human(values: dict) -> dict:
+    answer = input("Publish? [y/N/e=edit] ").strip().lower()
+    if answer in ("y", "yes"):
+        return {"approval": "approved"}
+    if answer in ("e", "edit"):
+        title = input(f"New title [{values['title']}]: ").strip() or values["title"]
+        return {"title": title, "approval": "approved"}
+    return {"approval": "rejected"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--topic", default=DEFAULT_TOPIC, help="what to research")
+    decision = parser.add_mutually_exclusive_group()
+    decision.add_argument("--approve", action="store_true", help="approve without asking")
+    decision.add_argument("--reject", action="store_true", help="reject without asking")
+    parser.add_argument("--thread-id", default=None, help="checkpoint thread id")
+    parser.add_argument("--quiet", action="store_true", help="print only the outcome")
+    args = parser.parse_args(argv)
+
+    if not (args.approve or args.reject) and not _stdin_is_interactive():
+        print(
+            "research_pipeline: stdin is not a terminal, so nobody can answer the approval "
+            "prompt.\nPass --approve to publish without asking (or --reject to decline).",
+            file=sys.stderr,
+        )
+        return 2
+
+    thread_id = args.thread_id or f"research-{uuid.uuid4().hex[:8]}"
+    config = {"configurable": {"thread_id": thread_id}}
+    app = build_graph(checkpointer=MemorySaver())
+    say = (lambda *a: None) if args.quiet else print
+
+    say(f"topic: {args.topic!r}  thread: {thread_id}")
+    run_stream(app, {"topic": args.topic}, config, args.quiet)
+
+    snapshot = app.get_state(config)
+    if tuple(snapshot.next) != ("publish",):
+        print(f"research_pipeline: expected to pause before publish, next={snapshot.next}",
+              file=sys.stderr)
+        return 1
+    values = snapshot.values
+    say("")
+    say(f"draft ready for approval: {values['title']!r}")
+    say(f"  review score {values['score']:.2f} after {values['revision_count']} revision(s)")
+    for failure in values.get("failed_research", []):
+        say(f"  research gap: {failure['subtask']} ({failure['error']})")
+    for warning in values.get("warnings", []):
+        say(f"  warning: {warning}")
+
+    if args.approve:
+        update = {"approval": "approved"}
+    elif args.reject:
+        update = {"approval": "rejected"}
+    else:
+        print(f"\n# {values['title']}\n\n{values['draft']}\n")
+        try:
+            update = ask_human(values)
+        except EOFError:
+            update = {"approval": "rejected"}
+    say(f"decision: {update['approval']}" + (f", title {update['title']!r}"
+                                              if "title" in update else ""))
+    app.update_state(config, update)
+    run_stream(app, None, config, args.quiet)
+
+    final = app.get_state(config).values
+    if final.get("status") == "published":
+        say("")
+        print(final["report"])
+    else:
+        print(f"not published: the draft {final['title']!r} was rejected at the approval gate")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,254 @@
+"""The research-pipeline example: its graph in-process and its CLI as a subprocess."""
+
+import importlib.util
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from waypoint.checkpoint import MemorySaver
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "research_pipeline.py"
+
+
+def _load_example():
+    name = "research_pipeline_example"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+rp = _load_example()
+TOPIC = "tidal power"
+
+
+def _config():
+    return {"configurable": {"thread_id": f"t-{uuid.uuid4().hex[:8]}"}}
+
+
+def _run_to_gate(**kwargs):
+    app = rp.build_graph(checkpointer=MemorySaver(), **kwargs)
+    config = _config()
+    app.invoke({"topic": TOPIC}, config)
+    return app, config
+
+
+# --- the graph, in-process ---------------------------------------------------------------
+
+
+def test_plan_fans_out_and_one_failed_researcher_degrades_gracefully():
+    app, config = _run_to_gate()
+    values = app.get_state(config).values
+
+    assert len(values["subtasks"]) == 4
+    failed = values["failed_research"]
+    assert len(failed) == 1
+    assert failed[0]["subtask"].startswith("Economics: ")
+    assert failed[0]["subtask"] in values["subtasks"]
+    assert failed[0]["error"].startswith("TimeoutError: ")
+    assert "timed out" in failed[0]["error"]
+    researched = sorted(f["subtask"] for f in values["findings"])
+    assert researched == sorted(s for s in values["subtasks"] if not s.startswith("Economics"))
+    assert all(f["source"].startswith("doc-") for f in values["findings"])
+    # the draft names the gap instead of hiding it
+    assert "## Known gaps" in values["draft"]
+    assert "Economics" in values["draft"].split("## Known gaps", 1)[1]
+
+
+def test_no_outage_means_every_subtask_is_researched():
+    app, config = _run_to_gate(model=rp.ScriptedModel(outages=()))
+    values = app.get_state(config).values
+    assert len(values["findings"]) == len(values["subtasks"]) == 4
+    assert values.get("failed_research", []) == []
+    assert "## Known gaps" not in values["draft"]
+
+
+def test_interrupts_before_publish():
+    app, config = _run_to_gate()
+    snapshot = app.get_state(config)
+    assert tuple(snapshot.next) == ("publish",)
+    assert snapshot.values["status"] == "awaiting_approval"
+    assert "report" not in snapshot.values
+    assert "approval" not in snapshot.values
+
+
+def test_review_loop_takes_two_rounds_by_default():
+    app, config = _run_to_gate()
+    values = app.get_state(config).values
+    assert [r["revision"] for r in values["reviews"]] == [0, 1]
+    assert values["reviews"][0]["score"] < rp.QUALITY_BAR <= values["reviews"][1]["score"]
+    assert values["revision_count"] == 1
+    assert values["verdict"] == "approved"
+    assert values.get("warnings", []) == []
+    for marker in ("## Summary", "(source: doc-", "## Known gaps"):
+        assert marker in values["draft"]
+
+
+def test_revision_count_is_bounded_and_best_draft_goes_forward():
+    model = rp.ScriptedModel()
+    app, config = _run_to_gate(model=model, quality_bar=0.99)
+    snapshot = app.get_state(config)
+    values = snapshot.values
+
+    assert tuple(snapshot.next) == ("publish",)
+    assert values["revision_count"] == rp.MAX_REVISIONS == 3
+    assert [r["revision"] for r in values["reviews"]] == [0, 1, 2, 3]
+    assert sum(p.startswith("WRITE") for p in model.prompts) == 4  # first draft + 3 revisions
+    assert sum(p.startswith("REVIEW") for p in model.prompts) == 4
+    assert values["verdict"] == "best_effort"
+    scores = [r["score"] for r in values["reviews"]]
+    assert scores == sorted(scores)  # feedback only ever makes the draft better
+    best = max(values["reviews"], key=lambda r: r["score"])
+    assert best["revision"] == 1  # the first of the best drafts
+    assert values["score"] == best["score"]
+    assert values["draft"] == best["draft"]
+    assert len(values["warnings"]) == 1
+    assert "after 3 revisions" in values["warnings"][0]
+
+
+def test_custom_max_revisions():
+    app, config = _run_to_gate(quality_bar=0.99, max_revisions=1)
+    values = app.get_state(config).values
+    assert values["revision_count"] == 1
+    assert len(values["reviews"]) == 2
+    assert values["verdict"] == "best_effort"
+
+
+def test_approve_publishes_the_report():
+    app, config = _run_to_gate()
+    app.update_state(config, {"approval": "approved"})
+    app.invoke(None, config)
+    snapshot = app.get_state(config)
+    values = snapshot.values
+    assert tuple(snapshot.next) == ()
+    assert values["status"] == "published"
+    report = values["report"]
+    assert report.startswith("# Tidal power: a research brief\n")
+    assert "research coverage: 3/4 subtasks" in report
+    assert "failed: Economics" in report
+    assert "TimeoutError" in report
+    assert "review score: 0.90 after 1 revision(s)" in report
+
+
+def test_bounded_run_publishes_its_warning():
+    app, config = _run_to_gate(quality_bar=0.99)
+    app.update_state(config, {"approval": "approved"})
+    app.invoke(None, config)
+    report = app.get_state(config).values["report"]
+    assert "warning: review bar 0.99 not met after 3 revisions" in report
+
+
+def test_reject_ends_without_publishing():
+    app, config = _run_to_gate()
+    app.update_state(config, {"approval": "rejected"})
+    app.invoke(None, config)
+    snapshot = app.get_state(config)
+    assert tuple(snapshot.next) == ()
+    assert snapshot.values["status"] == "rejected"
+    assert snapshot.values["report"] is None
+
+
+def test_human_title_edit_reaches_the_report():
+    app, config = _run_to_gate()
+    app.update_state(config, {"title": "Tides, Turbines and Trade-offs", "approval": "approved"})
+    app.invoke(None, config)
+    report = app.get_state(config).values["report"]
+    assert report.startswith("# Tides, Turbines and Trade-offs\n")
+
+
+def test_stream_reports_progress_and_node_updates():
+    app = rp.build_graph(checkpointer=MemorySaver())
+    config = _config()
+    custom, finished = [], []
+    for mode, chunk in app.stream({"topic": TOPIC}, config, stream_mode=["updates", "custom"]):
+        if mode == "custom":
+            custom.append(chunk)
+        else:
+            finished.extend(node for node in chunk if node != "__interrupt__")
+
+    researching = [c for c in custom if c.startswith("researching: ")]
+    assert len(researching) == 4
+    assert any(c.startswith("research failed: Economics") for c in custom)
+    assert "writing: first draft" in custom
+    assert "writing: revision 1" in custom
+    assert finished.count("research") == 4
+    assert finished[0] == "plan"
+    assert finished[-4:] == ["write", "review", "write", "review"]
+    assert "publish" not in finished
+
+
+def test_interactive_edit_path(monkeypatch, capsys):
+    answers = iter(["e", "Edited Title"])
+    monkeypatch.setattr(rp, "_stdin_is_interactive", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(answers))
+    assert rp.main(["--topic", TOPIC, "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "# Edited Title\n" in out
+    assert "research coverage: 3/4 subtasks" in out
+
+
+def test_interactive_default_answer_rejects(monkeypatch, capsys):
+    monkeypatch.setattr(rp, "_stdin_is_interactive", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt="": "")
+    assert rp.main(["--topic", TOPIC, "--quiet"]) == 0
+    assert "not published" in capsys.readouterr().out
+
+
+# --- the CLI, as a subprocess ------------------------------------------------------------
+
+
+def _cli(*args, stdin=subprocess.DEVNULL):
+    return subprocess.run(
+        [sys.executable, str(EXAMPLE), *args],
+        cwd=REPO, stdin=stdin, capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_cli_approve():
+    proc = _cli("--approve", "--topic", TOPIC, "--thread-id", "cli-approve")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "thread: cli-approve" in out
+    assert "researching: " in out
+    for node in ("plan", "research", "write", "review", "publish"):
+        assert f"[done] {node}" in out
+    assert "[done] research (FAILED: Economics" in out
+    assert "[paused] before publish" in out
+    assert out.index("[paused] before publish") < out.index("[done] publish")
+    assert "decision: approved" in out
+    assert "# Tidal power: a research brief" in out
+    assert "research coverage: 3/4 subtasks" in out
+    assert "review score: 0.90 after 1 revision(s)" in out
+
+
+def test_cli_reject():
+    proc = _cli("--reject", "--topic", TOPIC)
+    assert proc.returncode == 0, proc.stderr
+    assert "[done] publish (rejected)" in proc.stdout
+    assert "not published" in proc.stdout
+    assert "research coverage" not in proc.stdout
+
+
+def test_cli_quiet_prints_only_the_report():
+    proc = _cli("--approve", "--quiet", "--topic", TOPIC)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("# Tidal power: a research brief\n")
+    assert "[done]" not in proc.stdout
+
+
+def test_cli_refuses_without_a_terminal_or_a_flag():
+    proc = _cli("--topic", TOPIC)
+    assert proc.returncode != 0
+    assert "--approve" in proc.stderr
+    assert "[done]" not in proc.stdout
+
+
+def test_cli_approve_and_reject_are_exclusive():
+    proc = _cli("--approve", "--reject")
+    assert proc.returncode == 2
+    assert "not allowed with" in proc.stderr
