@@ -214,7 +214,9 @@ class RunLoop:
             for item in record.get(INTERRUPT, ()):
                 owners[item.id] = task_id
                 by_task.setdefault(task_id, []).append(item)
-        if isinstance(resume, dict) and resume and any(k in owners for k in resume):
+        if isinstance(resume, dict) and resume and (
+            any(k in owners for k in resume) or all(_looks_like_id(k) for k in resume)
+        ):
             unknown = [k for k in resume if k not in owners]
             if unknown:
                 raise InvalidResumeError(
@@ -582,6 +584,10 @@ def _check_last_value_conflicts(tasks: list[Task], keys: dict[str, Any]) -> None
                     f"(Annotated[type, reducer]) to combine parallel writes"
                 )
             writer[key] = task.name
+
+
+def _looks_like_id(key: Any) -> bool:
+    return isinstance(key, str) and len(key) == 32 and all(c in "0123456789abcdef" for c in key)
 
 
 def _group_pending(writes: Iterable[tuple[str, str, Any]]) -> dict[str, dict[str, Any]]:
