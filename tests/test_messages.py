@@ -354,3 +354,22 @@ def test_waypoint_message_base_class():
     out = add_messages([], [("user", "x")])
     assert isinstance(out[0], Message)
     assert isinstance(AIMessage(content="y"), Message)
+
+
+def test_langchain_messages_are_accepted_when_installed():
+    lc = pytest.importorskip("langchain_core.messages")
+    from waypoint.checkpoint import MemorySaver
+
+    merged = add_messages([lc.HumanMessage("hi", id="1")], [{"role": "assistant", "content": "yo"}])
+    assert [m.content for m in merged] == ["hi", "yo"]
+    assert isinstance(merged[0], lc.HumanMessage)
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("reply", lambda s: {"messages": [lc.AIMessage("x", id="2")]})
+    builder.add_edge("__start__", "reply")
+    app = builder.compile(checkpointer=MemorySaver())
+    config = {"configurable": {"thread_id": "lc"}}
+    app.invoke({"messages": [lc.HumanMessage("hello", id="1")]}, config)
+    stored = app.get_state(config).values["messages"]
+    assert [type(m) for m in stored] == [lc.HumanMessage, lc.AIMessage]
+    assert [m.id for m in stored] == ["1", "2"]
