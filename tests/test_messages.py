@@ -4,7 +4,6 @@ Expectations were checked against LangGraph 1.2 + langchain_core messages, excep
 section at the end (``.role``), which is waypoint-only (LangChain messages have no .role).
 """
 
-import asyncio
 import operator
 from typing import Annotated, TypedDict
 
@@ -24,18 +23,6 @@ from waypoint.messages import (
 # expectations carry LangGraph's meaning; the real waypoint package never has this attribute.
 UNDER_SHIM = bool(getattr(waypoint, "__SHIM__", False))
 waypoint_only = pytest.mark.skipif(UNDER_SHIM, reason="waypoint-specific API (not in LangGraph)")
-
-
-@pytest.fixture(params=["sync", "async"])
-def run(request):
-    """Run a compiled graph with ``invoke`` (in a worker thread, no running loop) or ``ainvoke``."""
-
-    async def _run(graph, inp, config=None):
-        if request.param == "sync":
-            return await asyncio.to_thread(graph.invoke, inp, config)
-        return await graph.ainvoke(inp, config)
-
-    return _run
 
 
 # --------------------------------------------------------------------------- message objects

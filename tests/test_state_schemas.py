@@ -3,7 +3,6 @@
 Expectations were checked against LangGraph 1.2 (waypoint has LangGraph's API and meaning).
 """
 
-import asyncio
 import operator
 from dataclasses import dataclass, field
 from typing import Annotated, TypedDict
@@ -12,18 +11,6 @@ import pytest
 from pydantic import BaseModel, Field
 
 from waypoint import START, StateGraph
-
-
-@pytest.fixture(params=["sync", "async"])
-def run(request):
-    """Run a compiled graph with ``invoke`` (in a worker thread, no running loop) or ``ainvoke``."""
-
-    async def _run(graph, inp, config=None):
-        if request.param == "sync":
-            return await asyncio.to_thread(graph.invoke, inp, config)
-        return await graph.ainvoke(inp, config)
-
-    return _run
 
 
 def single_node_graph(schema, node, **kwargs):

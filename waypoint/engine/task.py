@@ -205,60 +205,76 @@ def _call_args(loop: RunLoop, task: Task) -> tuple[tuple[Any, ...], dict[str, An
     return (payload,), kwargs
 
 
-def _finish_error(task: Task, exc: BaseException) -> None:
-    if isinstance(exc, GraphInterrupt):
+def _retry_delay(node: NodeSpec, attempt: int, exc: Exception) -> float | None:
+    """Seconds to wait before the next attempt, or None when this failure is final."""
+    if isinstance(exc, (GraphBubbleUp, ChildCommand)):
+        return None
+    policy = node.retry_policy
+    if policy is not None and attempt < policy.max_attempts and policy.should_retry(exc):
+        return policy.delay(attempt)
+    return None
+
+
+def _settle_failure(loop: RunLoop, task: Task, exc: Exception) -> None:
+    """Record a final failure or a control signal as the task's outcome."""
+    if isinstance(exc, ChildCommand):  # a nested graph routed in this graph
+        try:
+            record_result(loop, task, Command(update=exc.command.update, goto=exc.command.goto))
+            task.done = True
+        except Exception as error:
+            task.error = error
+    elif isinstance(exc, GraphInterrupt):
         task.interrupts = exc.interrupts
     else:
         task.error = exc
+
+
+def _call_sync(loop: RunLoop, task: Task, node: NodeSpec) -> Any:
+    if node.subgraph is not None:
+        return node.subgraph.run_as_node(loop, task)
+    if node.is_async:
+        raise TypeError(f"node {task.name!r} is async: run the graph with ainvoke/astream")
+    args, kwargs = _call_args(loop, task)
+    return node.fn(*args, **kwargs)
+
+
+async def _call_async(loop: RunLoop, task: Task, node: NodeSpec) -> Any:
+    if node.subgraph is not None:
+        return await node.subgraph.arun_as_node(loop, task)
+    args, kwargs = _call_args(loop, task)
+    if node.is_async:
+        return await node.fn(*args, **kwargs)
+    # A sync node: its body runs in a worker thread, with this task's context.
+    ctx = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(
+        loop.executor(), partial(ctx.run, node.fn, *args, **kwargs)
+    )
 
 
 def run_task(loop: RunLoop, task: Task) -> None:
     """Run one task synchronously, under its retry policy; never raises."""
     node = task.node
     assert node is not None
+    if loop.sink is not None:
+        loop.sink.task_start(task, loop)
     attempt = 0
     while True:
         attempt += 1
         runtime = TaskRuntime(loop, task)
         token = set_runtime(runtime)
         try:
-            if loop.sink is not None:
-                loop.sink.task_start(task, loop)
-            if node.subgraph is not None:
-                result = node.subgraph.run_as_node(loop, task)
-            else:
-                if node.is_async:
-                    raise TypeError(
-                        f"node {task.name!r} is async: run the graph with ainvoke/astream"
-                    )
-                args, kwargs = _call_args(loop, task)
-                result = node.fn(*args, **kwargs)
-            record_result(loop, task, result)
+            record_result(loop, task, _call_sync(loop, task, node))
             task.done = True
             task.pending_resume = runtime.pending_resume
             break
-        except ChildCommand as child:
-            try:
-                record_result(loop, task, Command(update=child.command.update,
-                                                  goto=child.command.goto))
-                task.done = True
-            except Exception as exc:
-                task.error = exc
-            break
-        except GraphBubbleUp as exc:
-            _finish_error(task, exc)
-            if isinstance(exc, ParentCommand):
-                task.error = exc
-            break
         except Exception as exc:
-            policy = node.retry_policy
-            if policy is not None and attempt < policy.max_attempts and policy.should_retry(exc):
-                time.sleep(policy.delay(attempt))
-                continue
-            task.error = exc
-            break
+            delay = _retry_delay(node, attempt, exc)
+            if delay is None:
+                _settle_failure(loop, task, exc)
+                break
         finally:
             reset_runtime(token)
+        time.sleep(delay)
     if loop.sink is not None:
         loop.sink.task_end(task, loop)
 
@@ -267,51 +283,26 @@ async def arun_task(loop: RunLoop, task: Task) -> None:
     """Run one task on the event loop (sync nodes in a worker thread); never raises."""
     node = task.node
     assert node is not None
+    if loop.sink is not None:
+        loop.sink.task_start(task, loop)
     attempt = 0
     while True:
         attempt += 1
         runtime = TaskRuntime(loop, task)
         token = set_runtime(runtime)
         try:
-            if loop.sink is not None:
-                loop.sink.task_start(task, loop)
-            if node.subgraph is not None:
-                result = await node.subgraph.arun_as_node(loop, task)
-            elif node.is_async:
-                args, kwargs = _call_args(loop, task)
-                result = await node.fn(*args, **kwargs)
-            else:  # a sync node: its body in a worker thread, with this task's context
-                args, kwargs = _call_args(loop, task)
-                ctx = contextvars.copy_context()
-                result = await asyncio.get_running_loop().run_in_executor(
-                    loop.executor(), partial(ctx.run, node.fn, *args, **kwargs)
-                )
-            await _arecord(loop, task, result)
+            await _arecord(loop, task, await _call_async(loop, task, node))
             task.done = True
             task.pending_resume = runtime.pending_resume
             break
-        except ChildCommand as child:
-            try:
-                record_result(loop, task, Command(update=child.command.update,
-                                                  goto=child.command.goto))
-                task.done = True
-            except Exception as exc:
-                task.error = exc
-            break
-        except GraphBubbleUp as exc:
-            _finish_error(task, exc)
-            if isinstance(exc, ParentCommand):
-                task.error = exc
-            break
         except Exception as exc:
-            policy = node.retry_policy
-            if policy is not None and attempt < policy.max_attempts and policy.should_retry(exc):
-                await asyncio.sleep(policy.delay(attempt))
-                continue
-            task.error = exc
-            break
+            delay = _retry_delay(node, attempt, exc)
+            if delay is None:
+                _settle_failure(loop, task, exc)
+                break
         finally:
             reset_runtime(token)
+        await asyncio.sleep(delay)
     if loop.sink is not None:
         loop.sink.task_end(task, loop)
 
