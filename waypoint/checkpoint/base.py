@@ -30,7 +30,8 @@ class Checkpoint:
     barriers: dict[str, list[str]] = field(default_factory=dict)
     ran: tuple[str, ...] = ()  # nodes whose writes produced this checkpoint
     updated: tuple[str, ...] = ()  # channels whose value changed in this step
-    deltas: dict[str, list[Any]] = field(default_factory=dict)  # reducer writes this step
+    # How each updated channel changed ("=", value) or ("+", appended items); None: unknown.
+    changes: dict[str, tuple[str, Any]] | None = None
 
 
 class CheckpointTuple(NamedTuple):
@@ -94,7 +95,27 @@ class BaseCheckpointSaver:
         raise NotImplementedError
 
     def delete_thread(self, thread_id: str) -> None:
+        """Remove a thread: every namespace, checkpoint and pending write."""
         raise NotImplementedError
+
+    def prune(self, thread_id: str, keep_last: int = 1) -> int:
+        """Keep each namespace's newest `keep_last` checkpoints; return how many were removed.
+
+        Kept checkpoints whose ancestors are removed are rewritten as snapshots, so every
+        kept checkpoint still reads back exactly.
+        """
+        raise NotImplementedError
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Fork a whole thread (history, pending writes, head) under a new thread id."""
+        raise NotImplementedError
+
+    def sweep(self, ttl_seconds: float, *, now: float | None = None) -> list[str]:
+        """Delete threads not written for `ttl_seconds`; return their ids."""
+        raise NotImplementedError
+
+    def setup(self) -> None:
+        """Create or migrate the store's schema; safe to call again (no-op in memory)."""
 
     async def aget_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
         return self.get_tuple(config)
@@ -124,6 +145,9 @@ class BaseCheckpointSaver:
 
     async def aput_writes(self, config: dict[str, Any], writes: Sequence[PendingWrite]) -> None:
         self.put_writes(config, writes)
+
+    async def ahead_id(self, thread_id: str, ns: str = "") -> str | None:
+        return self.head_id(thread_id, ns)
 
     async def adelete_thread(self, thread_id: str) -> None:
         await asyncio.to_thread(self.delete_thread, thread_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ from .base import (
     make_config,
     thread_of,
 )
+from .records import DEFAULT_SNAPSHOT_EVERY, SNAPSHOT, decode, encode
 
 
 @dataclass(slots=True)
@@ -25,8 +27,9 @@ class _Stored:
     parent_id: str | None
     step: int
     ts: str
-    versions: dict[str, str]  # channel -> id of the checkpoint that stored its value
-    rest: bytes  # next_tasks, barriers, ran, updated
+    kind: int
+    depth: int
+    body: bytes
     metadata: bytes
     writes: bytes | None = None
 
@@ -35,14 +38,17 @@ class _Stored:
 class _Namespace:
     order: list[str] = field(default_factory=list)
     records: dict[str, _Stored] = field(default_factory=dict)
-    blobs: dict[tuple[str, str], bytes] = field(default_factory=dict)
     head: str | None = None
+    touched: float = 0.0
 
 
 class MemorySaver(BaseCheckpointSaver):
     """Checkpoints in memory: for tests, notebooks and single-process runs."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, snapshot_every: int = DEFAULT_SNAPSHOT_EVERY) -> None:
+        if snapshot_every < 1:
+            raise ValueError(f"snapshot_every must be >= 1, got {snapshot_every}")
+        self.snapshot_every = snapshot_every
         self._threads: dict[str, dict[str, _Namespace]] = {}
         self._lock = threading.RLock()
 
@@ -58,37 +64,21 @@ class MemorySaver(BaseCheckpointSaver):
         expected_head: str | None,
     ) -> dict[str, Any]:
         thread_id, ns, _ = thread_of(config)
-        parent_versions: dict[str, str] = {}
-        blobs = {}
-        changed = checkpoint.updated
-        for channel in changed:
-            if channel in checkpoint.values:
-                blobs[channel] = serde.dumps(checkpoint.values[channel])
-        rest = serde.dumps(
-            [checkpoint.next_tasks, checkpoint.barriers, checkpoint.ran, checkpoint.updated]
-        )
         meta = serde.dumps(metadata)
         with self._lock:
             space = self._threads.setdefault(thread_id, {}).setdefault(ns, _Namespace())
             if space.head != expected_head:
                 raise CheckpointConflict(thread_id, expected_head, space.head)
-            if parent_id is not None and parent_id in space.records:
-                parent_versions = space.records[parent_id].versions
-            versions = {k: v for k, v in parent_versions.items() if k in checkpoint.values}
-            for channel in checkpoint.values:
-                if channel in blobs:
-                    space.blobs[(channel, checkpoint.id)] = blobs[channel]
-                    versions[channel] = checkpoint.id
-                elif channel not in versions:  # unchanged but unknown to the parent
-                    space.blobs[(channel, checkpoint.id)] = serde.dumps(
-                        checkpoint.values[channel]
-                    )
-                    versions[channel] = checkpoint.id
+            parent = space.records.get(parent_id) if parent_id is not None else None
+            kind, depth, body = encode(checkpoint, parent.depth if parent else None,
+                                       self.snapshot_every)
             space.records[checkpoint.id] = _Stored(
-                checkpoint.id, parent_id, checkpoint.step, checkpoint.ts, versions, rest, meta
+                checkpoint.id, parent_id if parent else None, checkpoint.step, checkpoint.ts,
+                kind, depth, body, meta,
             )
             space.order.append(checkpoint.id)
             space.head = checkpoint.id
+            space.touched = time.time()
         return make_config(thread_id, ns, checkpoint.id)
 
     def put_writes(self, config: dict[str, Any], writes: Sequence[PendingWrite]) -> None:
@@ -99,10 +89,67 @@ class MemorySaver(BaseCheckpointSaver):
             if space is None or checkpoint_id not in space.records:
                 raise KeyError(f"no checkpoint {checkpoint_id!r} in thread {thread_id!r}")
             space.records[checkpoint_id].writes = blob
+            space.touched = time.time()
+
+    # -- retention ---------------------------------------------------------------------
 
     def delete_thread(self, thread_id: str) -> None:
         with self._lock:
             self._threads.pop(str(thread_id), None)
+
+    def prune(self, thread_id: str, keep_last: int = 1) -> int:
+        """Keep each namespace's newest `keep_last` checkpoints; returns how many went."""
+        if keep_last < 1:
+            raise ValueError(f"keep_last must be >= 1, got {keep_last}")
+        removed = 0
+        with self._lock:
+            for ns, space in self._threads.get(str(thread_id), {}).items():
+                doomed = space.order[:-keep_last]
+                if not doomed:
+                    continue
+                kept = space.order[-keep_last:]
+                for cid in kept:  # re-base the oldest kept ones whose ancestors go
+                    record = space.records[cid]
+                    if record.parent_id in doomed or (record.parent_id not in space.records):
+                        self._rebase(str(thread_id), ns, space, record)
+                for cid in doomed:
+                    del space.records[cid]
+                space.order = kept
+                removed += len(doomed)
+        return removed
+
+    def _rebase(self, thread_id: str, ns: str, space: _Namespace, record: _Stored) -> None:
+        full = self._checkpoint(space, record)
+        _, _, body = encode(full, None)
+        record.kind, record.depth, record.body, record.parent_id = SNAPSHOT, 0, body, None
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Fork a whole thread (every namespace, history and head) to a new thread id."""
+        with self._lock:
+            source = self._threads.get(str(source_thread_id))
+            if source is None:
+                raise KeyError(f"thread {source_thread_id!r} does not exist")
+            if str(target_thread_id) in self._threads:
+                raise ValueError(f"thread {target_thread_id!r} already exists")
+            copied: dict[str, _Namespace] = {}
+            for ns, space in source.items():
+                copied[ns] = _Namespace(
+                    list(space.order),
+                    {k: _Stored(**{f: getattr(r, f) for f in _Stored.__slots__})
+                     for k, r in space.records.items()},
+                    space.head, time.time(),
+                )
+            self._threads[str(target_thread_id)] = copied
+
+    def sweep(self, ttl_seconds: float, *, now: float | None = None) -> list[str]:
+        """Delete threads untouched for `ttl_seconds`; returns their ids."""
+        cutoff = (time.time() if now is None else now) - ttl_seconds
+        with self._lock:
+            expired = [t for t, spaces in self._threads.items()
+                       if max((s.touched for s in spaces.values()), default=0) < cutoff]
+            for thread_id in expired:
+                del self._threads[thread_id]
+        return expired
 
     # -- reading -----------------------------------------------------------------------
 
@@ -110,20 +157,23 @@ class MemorySaver(BaseCheckpointSaver):
         space = self._threads.get(str(thread_id), {}).get(ns)
         return space.head if space else None
 
+    def _checkpoint(self, space: _Namespace, record: _Stored) -> Checkpoint:
+        chain = [(record.kind, record.body)]
+        current = record
+        while current.kind != SNAPSHOT:
+            current = space.records[current.parent_id]  # type: ignore[index]
+            chain.append((current.kind, current.body))
+        chain.reverse()
+        return decode(record.id, record.step, record.ts, chain)
+
     def _tuple(
         self, thread_id: str, ns: str, space: _Namespace, record: _Stored
     ) -> CheckpointTuple:
-        values = {ch: serde.loads(space.blobs[(ch, ver)]) for ch, ver in record.versions.items()}
-        next_tasks, barriers, ran, updated = serde.loads(record.rest)
-        checkpoint = Checkpoint(
-            id=record.id, step=record.step, ts=record.ts, values=values,
-            next_tasks=list(next_tasks), barriers=barriers, ran=tuple(ran), updated=tuple(updated),
-        )
         parent = make_config(thread_id, ns, record.parent_id) if record.parent_id else None
         writes = [tuple(w) for w in serde.loads(record.writes)] if record.writes else []
         return CheckpointTuple(
-            make_config(thread_id, ns, record.id), checkpoint, serde.loads(record.metadata),
-            parent, writes,  # type: ignore[arg-type]
+            make_config(thread_id, ns, record.id), self._checkpoint(space, record),
+            serde.loads(record.metadata), parent, writes,  # type: ignore[arg-type]
         )
 
     def get_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
@@ -148,6 +198,7 @@ class MemorySaver(BaseCheckpointSaver):
         with self._lock:
             if config is None:
                 spaces = [(t, n, s) for t, by_ns in self._threads.items() for n, s in by_ns.items()]
+                checkpoint_id = None
             else:
                 thread_id, ns, checkpoint_id = thread_of(config)
                 space = self._threads.get(thread_id, {}).get(ns)
@@ -158,12 +209,13 @@ class MemorySaver(BaseCheckpointSaver):
                 for cid in reversed(space.order):
                     if before_id is not None and cid >= before_id:
                         continue
-                    if config is not None and checkpoint_id and cid != checkpoint_id:
+                    if checkpoint_id and cid != checkpoint_id:
                         continue
-                    item = self._tuple(thread_id, ns, space, space.records[cid])
-                    if filter and any(item.metadata.get(k) != v for k, v in filter.items()):
+                    record = space.records[cid]
+                    metadata = serde.loads(record.metadata)
+                    if filter and any(metadata.get(k) != v for k, v in filter.items()):
                         continue
-                    selected.append(item)
+                    selected.append(self._tuple(thread_id, ns, space, record))
                     if limit is not None and len(selected) >= limit:
                         break
         yield from selected

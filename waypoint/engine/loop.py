@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..checkpoint.base import Checkpoint, CheckpointTuple, TaskRef, make_config
 from ..checkpoint.ids import new_checkpoint_id
+from ..checkpoint.records import channel_changes
 from ..constants import (
     DEFAULT_RECURSION_LIMIT,
     END,
@@ -97,7 +98,7 @@ class RunLoop:
         self.error: BaseException | None = None
         self.ops: list[tuple[Any, ...]] = []
         self._updated: tuple[str, ...] = ()
-        self._deltas: dict[str, list[Any]] = {}
+        self._before: dict[str, Any] = {}
         self.last_checkpoint: Checkpoint | None = None
         self.last_metadata: dict[str, Any] | None = None
         self.last_tasks: list[Task] = []
@@ -364,10 +365,11 @@ class RunLoop:
         ordered = tasks if len(tasks) == 1 else sorted(tasks, key=_write_order)
         if len(tasks) > 1:
             _check_last_value_conflicts(ordered, keys)
-        updated: dict[str, None] = {}
-        deltas: dict[str, list[Any]] = {}
+        before: dict[str, Any] = {}
         for task in ordered:
             for key, value in task.writes:
+                if key not in before:
+                    before[key] = values.get(key, _MISSING)
                 spec = keys[key]
                 reducer = spec.reducer
                 if reducer is None:
@@ -377,10 +379,8 @@ class RunLoop:
                     if current is _MISSING:
                         current = spec.initial() if spec.initial is not None else _MISSING
                     values[key] = value if current is _MISSING else reducer(current, value)
-                    deltas.setdefault(key, []).append(value)
-                updated[key] = None
-        self._updated = tuple(updated)
-        self._deltas = deltas
+        self._updated = tuple(before)
+        self._before = before
         self._route(tasks)
 
     def _route(self, tasks: list[Task]) -> None:
@@ -418,7 +418,8 @@ class RunLoop:
         checkpoint = Checkpoint(
             id=checkpoint_id, step=self.step, ts=_now(), values=self.values,
             next_tasks=self.next_tasks, barriers=self.barriers, ran=ran,
-            updated=tuple(updated), deltas=self._deltas if source == "loop" else {},
+            updated=tuple(updated),
+            changes=channel_changes(self._before, self.values, updated) if updated else {},
         )
         metadata = {"source": source, "step": self.step, "parents": {}}
         self.ops.append(("put", checkpoint, metadata, self.checkpoint_id, self.head))
