@@ -13,6 +13,7 @@ from ..types import Interrupt, Send
 from .base import BaseCheckpointSaver, Checkpoint, CheckpointTuple
 from .memory import InMemorySaver, MemorySaver
 from .serde import register_type
+from .sqlite import SqliteSaver
 
 for _cls in (Message, HumanMessage, AIMessage, SystemMessage, ToolMessage, RemoveMessage,
              AIMessageChunk):
@@ -21,4 +22,4 @@ register_type(Send, lambda s: [s.node, s.arg], lambda d: Send(d[0], d[1]))
 register_type(Interrupt)
 
 __all__ = ["BaseCheckpointSaver", "Checkpoint", "CheckpointTuple", "InMemorySaver",
-           "MemorySaver", "register_type"]
+           "MemorySaver", "SqliteSaver", "register_type"]

@@ -286,7 +286,7 @@ class CompiledStateGraph:
         loaded = None
         if loop.saver is not None:
             saved = await loop.saver.aget_tuple(loop.load_config())
-            loaded = (saved, loop.saver.head_id(str(loop.thread_id), loop.ns))
+            loaded = (saved, await loop.saver.ahead_id(str(loop.thread_id), loop.ns))
             resume = self._nested_resume(loop, runtime, saved)
         else:
             resume = NO_RESUME

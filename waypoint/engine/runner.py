@@ -26,7 +26,7 @@ async def _aload(loop: RunLoop) -> tuple[Any, str | None]:
     if saver is None:
         return None, None
     saved = await saver.aget_tuple(loop.load_config())
-    head = saver.head_id(str(loop.thread_id), loop.ns)
+    head = await saver.ahead_id(str(loop.thread_id), loop.ns)
     return saved, head
 
 

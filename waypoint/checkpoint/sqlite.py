@@ -1,0 +1,388 @@
+"""`SqliteSaver`: the embedded durable store, one file, one fsync'd commit per super-step."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from ..errors import CheckpointConflict
+from . import serde
+from .base import (
+    BaseCheckpointSaver,
+    Checkpoint,
+    CheckpointTuple,
+    PendingWrite,
+    make_config,
+    thread_of,
+)
+from .records import DEFAULT_SNAPSHOT_EVERY, SNAPSHOT, decode, encode
+
+# Each migration runs once, in order, inside one transaction; the applied versions are
+# recorded so setup() is idempotent and safe from several processes at once.
+_MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (1, """
+        CREATE TABLE waypoint_threads (
+            thread_id TEXT NOT NULL,
+            ns TEXT NOT NULL,
+            head TEXT,
+            touched_at REAL NOT NULL,
+            PRIMARY KEY (thread_id, ns)
+        ) WITHOUT ROWID;
+        CREATE TABLE waypoint_checkpoints (
+            thread_id TEXT NOT NULL,
+            ns TEXT NOT NULL,
+            id TEXT NOT NULL,
+            parent_id TEXT,
+            step INTEGER NOT NULL,
+            ts TEXT NOT NULL,
+            kind INTEGER NOT NULL,
+            depth INTEGER NOT NULL,
+            body BLOB NOT NULL,
+            metadata BLOB NOT NULL,
+            writes BLOB,
+            PRIMARY KEY (thread_id, ns, id)
+        ) WITHOUT ROWID;
+    """),
+)
+
+_CHAIN = """
+WITH RECURSIVE chain(id, parent_id, step, ts, kind, body, metadata, writes, lvl) AS (
+    SELECT id, parent_id, step, ts, kind, body, metadata, writes, 0
+    FROM waypoint_checkpoints WHERE thread_id = ? AND ns = ? AND id = ?
+    UNION ALL
+    SELECT c.id, c.parent_id, c.step, c.ts, c.kind, c.body, c.metadata, c.writes, chain.lvl + 1
+    FROM waypoint_checkpoints c JOIN chain
+      ON c.thread_id = ? AND c.ns = ? AND c.id = chain.parent_id
+    WHERE chain.kind != 0
+)
+SELECT id, parent_id, step, ts, kind, body, metadata, writes FROM chain ORDER BY lvl DESC
+"""
+
+
+class SqliteSaver(BaseCheckpointSaver):
+    """Checkpoints in a SQLite file (WAL, synchronous=FULL): durable across crashes."""
+
+    def __init__(self, conn: sqlite3.Connection | str, *,
+                 snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+                 synchronous: str = "FULL") -> None:
+        if snapshot_every < 1:
+            raise ValueError(f"snapshot_every must be >= 1, got {snapshot_every}")
+        if synchronous.upper() not in ("FULL", "NORMAL", "OFF", "EXTRA"):
+            raise ValueError(f"synchronous must be FULL, NORMAL, EXTRA or OFF, not {synchronous!r}")
+        if isinstance(conn, str):
+            conn = sqlite3.connect(conn, isolation_level=None, check_same_thread=False,
+                                   timeout=30.0)
+            self._owns = True
+        else:
+            self._owns = False
+        self.conn = conn
+        self.snapshot_every = snapshot_every
+        self._lock = threading.RLock()  # one connection: SQLite has one writer anyway
+        self.conn.isolation_level = None
+        self.conn.execute("PRAGMA busy_timeout = 30000")
+        if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "memory":
+            self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+        self._ready = False
+
+    @classmethod
+    @contextmanager
+    def from_conn_string(cls, path: str, **options: Any) -> Iterator[SqliteSaver]:
+        """Open (creating if needed) the database at `path`, set it up, close it after."""
+        saver = cls(path, **options)
+        try:
+            saver.setup()
+            yield saver
+        finally:
+            saver.close()
+
+    def close(self) -> None:
+        if self._owns:
+            with self._lock:
+                self.conn.close()
+
+    # -- schema ------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        with self._lock:
+            if self._ready:
+                return
+            conn = self.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS waypoint_migrations ("
+                    " version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+                )
+                done = {row[0] for row in conn.execute("SELECT version FROM waypoint_migrations")}
+                for version, script in _MIGRATIONS:
+                    if version in done:
+                        continue
+                    for statement in filter(str.strip, script.split(";")):
+                        conn.execute(statement)
+                    conn.execute("INSERT INTO waypoint_migrations VALUES (?, ?)",
+                                 (version, time.time()))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self._ready = True
+
+    def _ensure(self) -> None:
+        if not self._ready:
+            self.setup()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One immediate transaction: taken before reading what it checks."""
+        self._ensure()
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
+    # -- writing -----------------------------------------------------------------------
+
+    def put(
+        self,
+        config: dict[str, Any],
+        checkpoint: Checkpoint,
+        metadata: dict[str, Any],
+        *,
+        parent_id: str | None,
+        expected_head: str | None,
+    ) -> dict[str, Any]:
+        thread_id, ns, _ = thread_of(config)
+        meta = serde.dumps(metadata)
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT head FROM waypoint_threads WHERE thread_id = ? AND ns = ?",
+                (thread_id, ns),
+            ).fetchone()
+            head = row[0] if row else None
+            if head != expected_head:
+                raise CheckpointConflict(thread_id, expected_head, head)
+            parent_depth = None
+            if parent_id is not None:
+                found = conn.execute(
+                    "SELECT depth FROM waypoint_checkpoints WHERE thread_id = ? AND ns = ? "
+                    "AND id = ?", (thread_id, ns, parent_id),
+                ).fetchone()
+                parent_depth = found[0] if found else None
+            kind, depth, body = encode(checkpoint, parent_depth, self.snapshot_every)
+            conn.execute(
+                "INSERT INTO waypoint_checkpoints (thread_id, ns, id, parent_id, step, ts, kind, "
+                "depth, body, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (thread_id, ns, checkpoint.id, parent_id if parent_depth is not None else None,
+                 checkpoint.step, checkpoint.ts, kind, depth, body, meta),
+            )
+            conn.execute(
+                "INSERT INTO waypoint_threads (thread_id, ns, head, touched_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (thread_id, ns) DO UPDATE SET "
+                "head = excluded.head, touched_at = excluded.touched_at",
+                (thread_id, ns, checkpoint.id, time.time()),
+            )
+        return make_config(thread_id, ns, checkpoint.id)
+
+    def put_writes(self, config: dict[str, Any], writes: Sequence[PendingWrite]) -> None:
+        thread_id, ns, checkpoint_id = thread_of(config)
+        blob = serde.dumps(list(writes))
+        with self._write() as conn:
+            changed = conn.execute(
+                "UPDATE waypoint_checkpoints SET writes = ? WHERE thread_id = ? AND ns = ? "
+                "AND id = ?", (blob, thread_id, ns, checkpoint_id),
+            ).rowcount
+            if not changed:
+                raise KeyError(f"no checkpoint {checkpoint_id!r} in thread {thread_id!r}")
+            conn.execute(
+                "UPDATE waypoint_threads SET touched_at = ? WHERE thread_id = ? AND ns = ?",
+                (time.time(), thread_id, ns),
+            )
+
+    # -- retention ---------------------------------------------------------------------
+
+    def delete_thread(self, thread_id: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM waypoint_checkpoints WHERE thread_id = ?", (str(thread_id),))
+            conn.execute("DELETE FROM waypoint_threads WHERE thread_id = ?", (str(thread_id),))
+
+    def prune(self, thread_id: str, keep_last: int = 1) -> int:
+        if keep_last < 1:
+            raise ValueError(f"keep_last must be >= 1, got {keep_last}")
+        thread_id = str(thread_id)
+        removed = 0
+        with self._write() as conn:
+            spaces = [r[0] for r in conn.execute(
+                "SELECT ns FROM waypoint_threads WHERE thread_id = ?", (thread_id,))]
+            for ns in spaces:
+                ids = [r[0] for r in conn.execute(
+                    "SELECT id FROM waypoint_checkpoints WHERE thread_id = ? AND ns = ? "
+                    "ORDER BY id DESC", (thread_id, ns))]
+                kept, doomed = ids[:keep_last], set(ids[keep_last:])
+                if not doomed:
+                    continue
+                for cid in reversed(kept):  # oldest first: a rebased parent reads fast
+                    parent = conn.execute(
+                        "SELECT parent_id FROM waypoint_checkpoints WHERE thread_id = ? AND "
+                        "ns = ? AND id = ?", (thread_id, ns, cid)).fetchone()[0]
+                    if parent is not None and parent in doomed:
+                        self._rebase(conn, thread_id, ns, cid)
+                conn.executemany(
+                    "DELETE FROM waypoint_checkpoints WHERE thread_id = ? AND ns = ? AND id = ?",
+                    [(thread_id, ns, cid) for cid in doomed],
+                )
+                removed += len(doomed)
+        return removed
+
+    def _rebase(self, conn: sqlite3.Connection, thread_id: str, ns: str, cid: str) -> None:
+        full = self._read(conn, thread_id, ns, cid)
+        assert full is not None
+        _, _, body = encode(full.checkpoint, None)
+        conn.execute(
+            "UPDATE waypoint_checkpoints SET kind = ?, depth = 0, body = ?, parent_id = NULL "
+            "WHERE thread_id = ? AND ns = ? AND id = ?", (SNAPSHOT, body, thread_id, ns, cid),
+        )
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        source, target = str(source_thread_id), str(target_thread_id)
+        with self._write() as conn:
+            if not conn.execute("SELECT 1 FROM waypoint_threads WHERE thread_id = ?",
+                                (source,)).fetchone():
+                raise KeyError(f"thread {source_thread_id!r} does not exist")
+            if conn.execute("SELECT 1 FROM waypoint_threads WHERE thread_id = ?",
+                            (target,)).fetchone():
+                raise ValueError(f"thread {target_thread_id!r} already exists")
+            conn.execute(
+                "INSERT INTO waypoint_checkpoints SELECT ?, ns, id, parent_id, step, ts, kind, "
+                "depth, body, metadata, writes FROM waypoint_checkpoints WHERE thread_id = ?",
+                (target, source),
+            )
+            conn.execute(
+                "INSERT INTO waypoint_threads SELECT ?, ns, head, ? FROM waypoint_threads "
+                "WHERE thread_id = ?", (target, time.time(), source),
+            )
+
+    def sweep(self, ttl_seconds: float, *, now: float | None = None) -> list[str]:
+        cutoff = (time.time() if now is None else now) - ttl_seconds
+        with self._write() as conn:
+            expired = [r[0] for r in conn.execute(
+                "SELECT thread_id FROM waypoint_threads GROUP BY thread_id "
+                "HAVING MAX(touched_at) < ?", (cutoff,))]
+            for thread_id in expired:
+                conn.execute("DELETE FROM waypoint_checkpoints WHERE thread_id = ?", (thread_id,))
+                conn.execute("DELETE FROM waypoint_threads WHERE thread_id = ?", (thread_id,))
+        return expired
+
+    # -- reading -----------------------------------------------------------------------
+
+    def head_id(self, thread_id: str, ns: str = "") -> str | None:
+        self._ensure()
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT head FROM waypoint_threads WHERE thread_id = ? AND ns = ?",
+                (str(thread_id), ns),
+            ).fetchone()
+        return row[0] if row else None
+
+    def _read(self, conn: sqlite3.Connection, thread_id: str, ns: str,
+              checkpoint_id: str) -> CheckpointTuple | None:
+        rows = conn.execute(_CHAIN, (thread_id, ns, checkpoint_id, thread_id, ns)).fetchall()
+        if not rows:
+            return None
+        cid, parent_id, step, ts, _, _, metadata, writes = rows[-1]
+        checkpoint = decode(cid, step, ts, [(r[4], r[5]) for r in rows])
+        parent = make_config(thread_id, ns, parent_id) if parent_id else None
+        pending = [tuple(w) for w in serde.loads(writes)] if writes else []
+        return CheckpointTuple(make_config(thread_id, ns, cid), checkpoint,
+                               serde.loads(metadata), parent, pending)  # type: ignore[arg-type]
+
+    def get_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
+        thread_id, ns, checkpoint_id = thread_of(config)
+        self._ensure()
+        with self._lock:
+            if checkpoint_id is None:
+                row = self.conn.execute(
+                    "SELECT head FROM waypoint_threads WHERE thread_id = ? AND ns = ?",
+                    (thread_id, ns),
+                ).fetchone()
+                if row is None or row[0] is None:
+                    return None
+                checkpoint_id = row[0]
+            return self._read(self.conn, thread_id, ns, checkpoint_id)
+
+    def list(
+        self,
+        config: dict[str, Any] | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: dict[str, Any] | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        self._ensure()
+        before_id = ((before or {}).get("configurable") or {}).get("checkpoint_id")
+        query = "SELECT thread_id, ns, id, metadata FROM waypoint_checkpoints WHERE 1 = 1"
+        params: list[Any] = []
+        if config is not None:
+            thread_id, ns, checkpoint_id = thread_of(config)
+            query += " AND thread_id = ? AND ns = ?"
+            params += [thread_id, ns]
+            if checkpoint_id:
+                query += " AND id = ?"
+                params.append(checkpoint_id)
+        if before_id is not None:
+            query += " AND id < ?"
+            params.append(before_id)
+        query += " ORDER BY thread_id, ns, id DESC" if config is None else " ORDER BY id DESC"
+        selected: list[CheckpointTuple] = []
+        with self._lock:
+            for thread_id, ns, cid, metadata in self.conn.execute(query, params).fetchall():
+                if filter:
+                    meta = serde.loads(metadata)
+                    if any(meta.get(k) != v for k, v in filter.items()):
+                        continue
+                item = self._read(self.conn, thread_id, ns, cid)
+                if item is not None:
+                    selected.append(item)
+                if limit is not None and len(selected) >= limit:
+                    break
+        yield from selected
+
+    # -- async: the same calls in a worker thread (sqlite3 has no async driver) ---------
+
+    async def aget_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
+        return await asyncio.to_thread(self.get_tuple, config)
+
+    async def alist(
+        self,
+        config: dict[str, Any] | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: dict[str, Any] | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        items = await asyncio.to_thread(
+            lambda: list(self.list(config, filter=filter, before=before, limit=limit))
+        )
+        for item in items:
+            yield item
+
+    async def aput(self, config: dict[str, Any], checkpoint: Checkpoint,
+                   metadata: dict[str, Any], *, parent_id: str | None,
+                   expected_head: str | None) -> dict[str, Any]:
+        return await asyncio.to_thread(self.put, config, checkpoint, metadata,
+                                       parent_id=parent_id, expected_head=expected_head)
+
+    async def aput_writes(self, config: dict[str, Any], writes: Sequence[PendingWrite]) -> None:
+        await asyncio.to_thread(self.put_writes, config, writes)
+
+    async def ahead_id(self, thread_id: str, ns: str = "") -> str | None:
+        return await asyncio.to_thread(self.head_id, thread_id, ns)
