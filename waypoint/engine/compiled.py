@@ -63,11 +63,13 @@ class CompiledStateGraph:
 
     def _loop(self, input: Any, config: dict[str, Any] | None, sink: StreamSink | None,
               interrupt_before: Sequence[str] | None = None,
-              interrupt_after: Sequence[str] | None = None) -> RunLoop:
+              interrupt_after: Sequence[str] | None = None,
+              durability: str | None = None) -> RunLoop:
         spec = self.spec
         if interrupt_before is not None or interrupt_after is not None:
             spec = _with_interrupts(spec, interrupt_before, interrupt_after)
-        loop = RunLoop(self, input, config, saver=self.saver, sink=sink)
+        loop = RunLoop(self, input, config, saver=self.saver, sink=sink,
+                       durability=durability or self.options.get("durability") or "sync")
         loop.spec = spec
         return loop
 
@@ -75,14 +77,16 @@ class CompiledStateGraph:
 
     def invoke(self, input: Any, config: dict[str, Any] | None = None, *,
                stream_mode: str = "values", interrupt_before: Sequence[str] | None = None,
-               interrupt_after: Sequence[str] | None = None, **_: Any) -> Any:
+               interrupt_after: Sequence[str] | None = None, durability: str | None = None,
+               **_: Any) -> Any:
         """Run until the graph ends or pauses; return the output state."""
         runtime = current_runtime()
         if runtime is not None and not _own_thread(config, runtime):
             return self._invoke_nested(input, runtime)
         if stream_mode != "values":
-            return [c for c in self.stream(input, config, stream_mode=stream_mode)]
-        loop = self._loop(input, config, None, interrupt_before, interrupt_after)
+            return [c for c in self.stream(input, config, stream_mode=stream_mode,
+                                           durability=durability)]
+        loop = self._loop(input, config, None, interrupt_before, interrupt_after, durability)
         for _ in iter_sync(loop):
             pass
         return loop.output()
@@ -90,13 +94,15 @@ class CompiledStateGraph:
     async def ainvoke(self, input: Any, config: dict[str, Any] | None = None, *,
                       stream_mode: str = "values",
                       interrupt_before: Sequence[str] | None = None,
-                      interrupt_after: Sequence[str] | None = None, **_: Any) -> Any:
+                      interrupt_after: Sequence[str] | None = None,
+                      durability: str | None = None, **_: Any) -> Any:
         runtime = current_runtime()
         if runtime is not None and not _own_thread(config, runtime):
             return await self._ainvoke_nested(input, runtime)
         if stream_mode != "values":
-            return [c async for c in self.astream(input, config, stream_mode=stream_mode)]
-        loop = self._loop(input, config, None, interrupt_before, interrupt_after)
+            return [c async for c in self.astream(input, config, stream_mode=stream_mode,
+                                                  durability=durability)]
+        loop = self._loop(input, config, None, interrupt_before, interrupt_after, durability)
         await arun(loop)
         return loop.output()
 
@@ -105,14 +111,15 @@ class CompiledStateGraph:
     def stream(self, input: Any, config: dict[str, Any] | None = None, *,
                stream_mode: Any = None, subgraphs: bool = False,
                interrupt_before: Sequence[str] | None = None,
-               interrupt_after: Sequence[str] | None = None, **_: Any) -> Iterator[Any]:
+               interrupt_after: Sequence[str] | None = None, durability: str | None = None,
+               **_: Any) -> Iterator[Any]:
         """Yield the run's progress as it happens, shaped by `stream_mode`."""
         modes, single = normalize_modes(stream_mode)
         live = bool(modes & {"messages", "custom", "events"})
         if not live:
             buffer: deque[Any] = deque()
             loop = self._loop(input, config, StreamSink(modes, buffer.append, subgraphs=subgraphs),
-                              interrupt_before, interrupt_after)
+                              interrupt_before, interrupt_after, durability)
             steps = iter_sync(loop)
             failure: BaseException | None = None
             try:
@@ -132,7 +139,7 @@ class CompiledStateGraph:
             return
         parts: queue.SimpleQueue[Any] = queue.SimpleQueue()
         loop = self._loop(input, config, StreamSink(modes, parts.put, subgraphs=subgraphs),
-                          interrupt_before, interrupt_after)
+                          interrupt_before, interrupt_after, durability)
 
         def work() -> None:
             try:
@@ -161,16 +168,17 @@ class CompiledStateGraph:
                       stream_mode: Any = None, subgraphs: bool = False,
                       interrupt_before: Sequence[str] | None = None,
                       interrupt_after: Sequence[str] | None = None,
-                      **_: Any) -> AsyncIterator[Any]:
+                      durability: str | None = None, **_: Any) -> AsyncIterator[Any]:
         modes, single = normalize_modes(stream_mode)
         async for part in self._aparts(input, config, modes, subgraphs, interrupt_before,
-                                       interrupt_after):
+                                       interrupt_after, durability):
             yield shape(part, single=single, subgraphs=subgraphs)
 
     async def _aparts(self, input: Any, config: dict[str, Any] | None,
                       modes: frozenset[str], subgraphs: bool,
                       interrupt_before: Sequence[str] | None = None,
-                      interrupt_after: Sequence[str] | None = None) -> AsyncIterator[Any]:
+                      interrupt_after: Sequence[str] | None = None,
+                      durability: str | None = None) -> AsyncIterator[Any]:
         event_loop = asyncio.get_running_loop()
         parts: asyncio.Queue[Any] = asyncio.Queue()
         home = threading.get_ident()
@@ -182,7 +190,7 @@ class CompiledStateGraph:
                 event_loop.call_soon_threadsafe(parts.put_nowait, part)
 
         loop = self._loop(input, config, StreamSink(modes, emit, subgraphs=subgraphs),
-                          interrupt_before, interrupt_after)
+                          interrupt_before, interrupt_after, durability)
 
         async def work() -> None:
             try:

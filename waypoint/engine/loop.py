@@ -9,6 +9,7 @@ the same code serves `invoke` and `ainvoke`.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
     from .stream import StreamSink
 
 _MISSING = object()
+# sync: each step is committed before the next starts; async: committed in the background
+# while the next step runs (order kept); exit: committed only when the run stops.
+DURABILITY_MODES = ("sync", "async", "exit")
 
 
 def _now() -> str:
@@ -64,7 +68,13 @@ class RunLoop:
         saver: Any = None,
         sink: StreamSink | None = None,
         ns: str = "",
+        durability: str = "sync",
     ) -> None:
+        if durability not in DURABILITY_MODES:
+            raise ValueError(
+                f"durability must be one of {', '.join(DURABILITY_MODES)}, got {durability!r}"
+            )
+        self.durability = durability
         self.graph = graph
         self.spec: GraphSpec = graph.spec
         self.input = input
@@ -103,6 +113,9 @@ class RunLoop:
         self.last_metadata: dict[str, Any] | None = None
         self.last_tasks: list[Task] = []
         self._executor: ThreadPoolExecutor | None = None
+        self._writer_pool: ThreadPoolExecutor | None = None
+        self._background: Any = None
+        self._abackground: Any = None
         self._base_config = make_config(str(self.thread_id), ns, None) if saver else None
 
     # -- setup -------------------------------------------------------------------------
@@ -415,9 +428,13 @@ class RunLoop:
 
     def _commit(self, *, source: str, updated: Iterable[str], ran: tuple[str, ...]) -> None:
         checkpoint_id = new_checkpoint_id()
+        deferred = self.durability != "sync"  # written later: freeze what can still change
         checkpoint = Checkpoint(
-            id=checkpoint_id, step=self.step, ts=_now(), values=self.values,
-            next_tasks=self.next_tasks, barriers=self.barriers, ran=ran,
+            id=checkpoint_id, step=self.step, ts=_now(),
+            values=dict(self.values) if deferred else self.values,
+            next_tasks=self.next_tasks,
+            barriers={k: list(v) for k, v in self.barriers.items()} if deferred
+            else self.barriers, ran=ran,
             updated=tuple(updated),
             changes=channel_changes(self._before, self.values, updated) if updated else {},
         )
@@ -453,31 +470,82 @@ class RunLoop:
         self.pending = pending
         self.resume_by_task = {}
         if self.saver is not None and self.checkpoint_id is not None:
-            self.ops.append(("put_writes", writes))
+            self.ops.append(("put_writes", writes, self.checkpoint_id))
 
     # -- store operations ----------------------------------------------------------------
 
+    def persist(self, final: bool = False) -> None:
+        """Write queued operations as the durability mode says (sync runner)."""
+        if not self.ops and not final:
+            return
+        if self.durability == "sync":
+            self.flush()
+        elif self.durability == "async":
+            self._wait_background()
+            if self.ops:
+                ops, self.ops = list(self.ops), []
+                self._background = self._writer().submit(self._write_ops, ops)
+            if final:
+                self._wait_background()
+        elif final:
+            self.flush()
+
+    async def apersist(self, final: bool = False) -> None:
+        """Write queued operations as the durability mode says (async runner)."""
+        if not self.ops and not final:
+            return
+        if self.durability == "sync":
+            await self.aflush()
+        elif self.durability == "async":
+            if self._abackground is not None:
+                await self._abackground
+                self._abackground = None
+            if self.ops:
+                ops, self.ops = list(self.ops), []
+                self._abackground = asyncio.ensure_future(self._awrite_ops(ops))
+            if final and self._abackground is not None:
+                await self._abackground
+                self._abackground = None
+        elif final:
+            await self.aflush()
+
+    def _writer(self) -> ThreadPoolExecutor:
+        if self._writer_pool is None:
+            self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="waypoint-commit")
+        return self._writer_pool
+
+    def _wait_background(self) -> None:
+        if self._background is not None:
+            future, self._background = self._background, None
+            future.result()
+
     def flush(self) -> None:
+        ops, self.ops = list(self.ops), []
+        self._write_ops(ops)
+
+    async def aflush(self) -> None:
+        ops, self.ops = list(self.ops), []
+        await self._awrite_ops(ops)
+
+    def _write_ops(self, ops: list[tuple[Any, ...]]) -> None:
         saver = self.saver
-        for op in self.ops:
+        for op in ops:
             if op[0] == "put":
                 _, checkpoint, metadata, parent_id, expected = op
                 saver.put(self._base_config, checkpoint, metadata, parent_id=parent_id,
                           expected_head=expected)
             else:
-                saver.put_writes(self._config_at(self.checkpoint_id), op[1])
-        self.ops.clear()
+                saver.put_writes(self._config_at(op[2]), op[1])
 
-    async def aflush(self) -> None:
+    async def _awrite_ops(self, ops: list[tuple[Any, ...]]) -> None:
         saver = self.saver
-        for op in self.ops:
+        for op in ops:
             if op[0] == "put":
                 _, checkpoint, metadata, parent_id, expected = op
                 await saver.aput(self._base_config, checkpoint, metadata, parent_id=parent_id,
                                  expected_head=expected)
             else:
-                await saver.aput_writes(self._config_at(self.checkpoint_id), op[1])
-        self.ops.clear()
+                await saver.aput_writes(self._config_at(op[2]), op[1])
 
     def _config_at(self, checkpoint_id: str | None) -> dict[str, Any]:
         return make_config(str(self.thread_id), self.ns, checkpoint_id)
@@ -542,6 +610,9 @@ class RunLoop:
         if self._executor is not None:
             self._executor.shutdown(wait=False)
             self._executor = None
+        if self._writer_pool is not None:
+            self._writer_pool.shutdown(wait=True)
+            self._writer_pool = None
 
     # -- results -----------------------------------------------------------------------
 

@@ -50,8 +50,7 @@ def iter_sync(loop: RunLoop, loaded: tuple[Any, str | None] | None = None,
     try:
         saved, head = loaded if loaded is not None else _load(loop)
         loop.begin(saved, head, resume)
-        if loop.ops:
-            loop.flush()
+        loop.persist()
         while not loop.cancelled:
             tasks = loop.prepare()
             if tasks is None:
@@ -60,13 +59,20 @@ def iter_sync(loop: RunLoop, loaded: tuple[Any, str | None] | None = None,
             if todo:
                 _run_step_sync(loop, todo)
             going = loop.finish(tasks)
-            if loop.ops:
-                loop.flush()
+            if not going:
+                loop.persist(final=True)
+            else:
+                loop.persist()
             yield
             if not going:
                 break
+        loop.persist(final=True)
         if loop.error is not None:
             raise loop.error
+    except Exception:
+        if loop.ops and loop.durability != "sync":  # keep what a deferred mode still holds
+            loop.persist(final=True)
+        raise
     finally:
         loop.close()
 
@@ -77,8 +83,7 @@ async def arun(loop: RunLoop, loaded: tuple[Any, str | None] | None = None,
     try:
         saved, head = loaded if loaded is not None else await _aload(loop)
         loop.begin(saved, head, resume)
-        if loop.ops:
-            await loop.aflush()
+        await loop.apersist()
         while not loop.cancelled:
             tasks = loop.prepare()
             if tasks is None:
@@ -89,11 +94,15 @@ async def arun(loop: RunLoop, loaded: tuple[Any, str | None] | None = None,
             elif todo:
                 await asyncio.gather(*(arun_task(loop, t) for t in todo))
             going = loop.finish(tasks)
-            if loop.ops:
-                await loop.aflush()
+            await loop.apersist(final=not going)
             if not going:
                 break
+        await loop.apersist(final=True)
         if loop.error is not None:
             raise loop.error
+    except Exception:
+        if loop.ops and loop.durability != "sync":
+            await loop.apersist(final=True)
+        raise
     finally:
         loop.close()
