@@ -11,6 +11,7 @@ ignorant of graphs.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +21,11 @@ from .base import Checkpoint
 
 SNAPSHOT = 0
 DELTA = 1
-DEFAULT_SNAPSHOT_EVERY = 32
+DEFAULT_SNAPSHOT_EVERY = 64
+# Bodies above this size are stored zlib-compressed (level 1: cheap, and snapshots of
+# chat histories shrink several times); the first byte says which form a body has.
+COMPRESS_ABOVE = 2048
+_RAW, _ZLIB = b"m", b"z"
 _MISSING = object()
 
 
@@ -49,12 +54,28 @@ def encode(checkpoint: Checkpoint, parent_depth: int | None,
     tail = [checkpoint.next_tasks, checkpoint.barriers, list(checkpoint.ran),
             list(checkpoint.updated)]
     if parent_depth is None or parent_depth + 1 >= snapshot_every:
-        return SNAPSHOT, 0, serde.dumps([checkpoint.values, *tail])
+        return SNAPSHOT, 0, _pack([checkpoint.values, *tail])
     changes = checkpoint.changes
     if changes is None:
         changes = {k: ("=", checkpoint.values[k]) for k in checkpoint.updated
                    if k in checkpoint.values}
-    return DELTA, parent_depth + 1, serde.dumps([changes, *tail])
+    return DELTA, parent_depth + 1, _pack([changes, *tail])
+
+
+def _pack(value: Any) -> bytes:
+    data = serde.dumps(value)
+    if len(data) > COMPRESS_ABOVE:
+        return _ZLIB + zlib.compress(data, 1)
+    return _RAW + data
+
+
+def _unpack(body: bytes) -> Any:
+    tag, data = body[:1], body[1:]
+    if tag == _ZLIB:
+        return serde.loads(zlib.decompress(data))
+    if tag == _RAW:
+        return serde.loads(data)
+    raise SerializationError(f"stored checkpoint body has unknown form {tag!r}")
 
 
 def decode(checkpoint_id: str, step: int, ts: str,
@@ -67,7 +88,7 @@ def decode(checkpoint_id: str, step: int, ts: str,
     values: dict[str, Any] = {}
     tail: list[Any] = []
     for kind, body in chain:
-        head, *tail = serde.loads(body)
+        head, *tail = _unpack(body)
         if kind == SNAPSHOT:
             values = dict(head)
             continue

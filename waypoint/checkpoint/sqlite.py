@@ -45,8 +45,8 @@ _MIGRATIONS: tuple[tuple[int, str], ...] = (
             body BLOB NOT NULL,
             metadata BLOB NOT NULL,
             writes BLOB,
-            PRIMARY KEY (thread_id, ns, id)
-        ) WITHOUT ROWID;
+            UNIQUE (thread_id, ns, id)
+        );
     """),
 )
 
@@ -89,6 +89,9 @@ class SqliteSaver(BaseCheckpointSaver):
             self.conn.execute("PRAGMA journal_mode = WAL")
         self.conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         self._ready = False
+        # Depth of records this process wrote: saves a read per commit. Only a hint: a
+        # record rewritten by prune() elsewhere is at most re-read as a deeper chain.
+        self._depths: dict[tuple[str, str, str | None], int] = {}
 
     @classmethod
     @contextmanager
@@ -163,35 +166,67 @@ class SqliteSaver(BaseCheckpointSaver):
     ) -> dict[str, Any]:
         thread_id, ns, _ = thread_of(config)
         meta = serde.dumps(metadata)
+        # Encode before the transaction (an unstorable value fails before anything is
+        # written). A child of the head may use the cached depth: the head check below
+        # proves that record still exists. A fork re-reads its parent inside the
+        # transaction, since a concurrent prune may have removed it.
+        parent_depth = None
+        if parent_id is not None and parent_id == expected_head:
+            parent_depth = self._depths.get((thread_id, ns, parent_id))
+            if parent_depth is None:
+                parent_depth = self._depth_of(thread_id, ns, parent_id)
+        kind, depth, body = encode(checkpoint, parent_depth, self.snapshot_every)
+        now = time.time()
         with self._write() as conn:
-            row = conn.execute(
-                "SELECT head FROM waypoint_threads WHERE thread_id = ? AND ns = ?",
-                (thread_id, ns),
-            ).fetchone()
-            head = row[0] if row else None
-            if head != expected_head:
-                raise CheckpointConflict(thread_id, expected_head, head)
-            parent_depth = None
-            if parent_id is not None:
+            if expected_head is None:
+                moved = conn.execute(
+                    "INSERT INTO waypoint_threads (thread_id, ns, head, touched_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (thread_id, ns) DO NOTHING",
+                    (thread_id, ns, checkpoint.id, now),
+                ).rowcount
+            else:
+                moved = conn.execute(
+                    "UPDATE waypoint_threads SET head = ?, touched_at = ? "
+                    "WHERE thread_id = ? AND ns = ? AND head = ?",
+                    (checkpoint.id, now, thread_id, ns, expected_head),
+                ).rowcount
+            if not moved:
+                row = conn.execute(
+                    "SELECT head FROM waypoint_threads WHERE thread_id = ? AND ns = ?",
+                    (thread_id, ns),
+                ).fetchone()
+                raise CheckpointConflict(thread_id, expected_head, row[0] if row else None)
+            if parent_id is not None and parent_id != expected_head:
                 found = conn.execute(
                     "SELECT depth FROM waypoint_checkpoints WHERE thread_id = ? AND ns = ? "
                     "AND id = ?", (thread_id, ns, parent_id),
                 ).fetchone()
                 parent_depth = found[0] if found else None
-            kind, depth, body = encode(checkpoint, parent_depth, self.snapshot_every)
+                kind, depth, body = encode(checkpoint, parent_depth, self.snapshot_every)
             conn.execute(
                 "INSERT INTO waypoint_checkpoints (thread_id, ns, id, parent_id, step, ts, kind, "
                 "depth, body, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (thread_id, ns, checkpoint.id, parent_id if parent_depth is not None else None,
                  checkpoint.step, checkpoint.ts, kind, depth, body, meta),
             )
-            conn.execute(
-                "INSERT INTO waypoint_threads (thread_id, ns, head, touched_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (thread_id, ns) DO UPDATE SET "
-                "head = excluded.head, touched_at = excluded.touched_at",
-                (thread_id, ns, checkpoint.id, time.time()),
-            )
+        self._remember_depth(thread_id, ns, checkpoint.id, depth)
         return make_config(thread_id, ns, checkpoint.id)
+
+    def _depth_of(self, thread_id: str, ns: str, checkpoint_id: str) -> int | None:
+        self._ensure()
+        with self._lock:
+            found = self.conn.execute(
+                "SELECT depth FROM waypoint_checkpoints WHERE thread_id = ? AND ns = ? AND id = ?",
+                (thread_id, ns, checkpoint_id),
+            ).fetchone()
+        return found[0] if found else None
+
+    def _remember_depth(self, thread_id: str, ns: str, checkpoint_id: str, depth: int) -> None:
+        depths = self._depths
+        depths[(thread_id, ns, checkpoint_id)] = depth
+        if len(depths) > 4096:  # a small cache of the newest records is all puts need
+            for key in list(depths)[:2048]:
+                del depths[key]
 
     def put_writes(self, config: dict[str, Any], writes: Sequence[PendingWrite]) -> None:
         thread_id, ns, checkpoint_id = thread_of(config)
