@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import SerializationError
 from . import serde
 from .base import Checkpoint
+from .crypto import Cipher
 
 SNAPSHOT = 0
 DELTA = 1
@@ -25,7 +26,7 @@ DEFAULT_SNAPSHOT_EVERY = 64
 # Bodies above this size are stored zlib-compressed (level 1: cheap, and snapshots of
 # chat histories shrink several times); the first byte says which form a body has.
 COMPRESS_ABOVE = 2048
-_RAW, _ZLIB = b"m", b"z"
+_RAW, _ZLIB, _SEALED = b"m", b"z", b"e"
 _MISSING = object()
 
 
@@ -49,28 +50,39 @@ def channel_changes(before: dict[str, Any], values: dict[str, Any],
 
 
 def encode(checkpoint: Checkpoint, parent_depth: int | None,
-           snapshot_every: int = DEFAULT_SNAPSHOT_EVERY) -> tuple[int, int, bytes]:
+           snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
+           cipher: Cipher | None = None) -> tuple[int, int, bytes]:
     """(kind, depth, body) for a checkpoint whose parent record has `parent_depth`."""
     tail = [checkpoint.next_tasks, checkpoint.barriers, list(checkpoint.ran),
             list(checkpoint.updated)]
     if parent_depth is None or parent_depth + 1 >= snapshot_every:
-        return SNAPSHOT, 0, _pack([checkpoint.values, *tail])
+        return SNAPSHOT, 0, seal([checkpoint.values, *tail], cipher, checkpoint.values)
     changes = checkpoint.changes
     if changes is None:
         changes = {k: ("=", checkpoint.values[k]) for k in checkpoint.updated
                    if k in checkpoint.values}
-    return DELTA, parent_depth + 1, _pack([changes, *tail])
+    return DELTA, parent_depth + 1, seal([changes, *tail], cipher, checkpoint.values)
 
 
-def _pack(value: Any) -> bytes:
-    data = serde.dumps(value)
-    if len(data) > COMPRESS_ABOVE:
-        return _ZLIB + zlib.compress(data, 1)
-    return _RAW + data
+def seal(value: Any, cipher: Cipher | None = None, state: Any = None) -> bytes:
+    """Serialize for storage: compressed when large, encrypted when a cipher is given.
+
+    `state`, when given, is where a value that cannot be stored is looked for, so the
+    error names its path in the state rather than in the stored record."""
+    data = serde.dumps(value) if state is None else serde.dumps(value, explain=state)
+    body = _ZLIB + zlib.compress(data, 1) if len(data) > COMPRESS_ABOVE else _RAW + data
+    return _SEALED + cipher.encrypt(body) if cipher is not None else body
 
 
-def _unpack(body: bytes) -> Any:
+def unseal(body: bytes, cipher: Cipher | None = None) -> Any:
+    """Read back what `seal` stored."""
     tag, data = body[:1], body[1:]
+    if tag == _SEALED:
+        if cipher is None:
+            raise SerializationError(
+                "stored checkpoint data is encrypted: set WAYPOINT_ENCRYPTION_KEY to its key"
+            )
+        tag, data = (plain := cipher.decrypt(data))[:1], plain[1:]
     if tag == _ZLIB:
         return serde.loads(zlib.decompress(data))
     if tag == _RAW:
@@ -79,7 +91,7 @@ def _unpack(body: bytes) -> Any:
 
 
 def decode(checkpoint_id: str, step: int, ts: str,
-           chain: Sequence[tuple[int, bytes]]) -> Checkpoint:
+           chain: Sequence[tuple[int, bytes]], cipher: Cipher | None = None) -> Checkpoint:
     """Rebuild a checkpoint from its records, oldest (a snapshot) to newest (itself)."""
     if not chain or chain[0][0] != SNAPSHOT:
         raise SerializationError(
@@ -88,7 +100,7 @@ def decode(checkpoint_id: str, step: int, ts: str,
     values: dict[str, Any] = {}
     tail: list[Any] = []
     for kind, body in chain:
-        head, *tail = _unpack(body)
+        head, *tail = unseal(body, cipher)
         if kind == SNAPSHOT:
             values = dict(head)
             continue

@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import decimal
 import enum
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +36,7 @@ _OPTS = (
 _TUPLE, _SET, _FROZENSET, _DATETIME, _DATE, _TIME, _TIMEDELTA = 1, 2, 3, 4, 5, 6, 7
 _UUID, _DECIMAL, _OBJECT, _ENUM, _BIGINT, _STR, _DICT, _LIST = 8, 9, 10, 11, 12, 13, 14, 15
 
+_NOTHING = object()
 _registry: dict[str, type] = {}
 # Custom encoders: cls -> (to_data, from_data), for types that are neither dataclass nor
 # pydantic (waypoint's own message type registers here).
@@ -110,6 +112,14 @@ def _encode(obj: Any) -> Any:
 
 
 def _decode(code: int, data: bytes) -> Any:
+    try:
+        return _decode_ext(code, data)
+    except SerializationError as exc:  # ormsgpack hides the cause; keep it for loads()
+        _failure.error = exc
+        raise
+
+
+def _decode_ext(code: int, data: bytes) -> Any:
     if code == _TUPLE:
         return tuple(_unpack(data))
     if code == _SET:
@@ -166,18 +176,36 @@ def _unpack(data: bytes) -> Any:
     return ormsgpack.unpackb(data, ext_hook=_decode, option=ormsgpack.OPT_NON_STR_KEYS)
 
 
-def dumps(value: Any) -> bytes:
-    """Serialize `value`; an unsupported value fails with the path of the offending part."""
+def dumps(value: Any, *, explain: Any = _NOTHING, name: str = "state") -> bytes:
+    """Serialize `value`; an unsupported part fails with its path, e.g.
+    `state.research_results[3].source: socket`, searched in `explain` (default: value)."""
     try:
         return _pack(value)
     except (SerializationError, TypeError, ormsgpack.MsgpackEncodeError) as exc:
-        path = find_unserializable(value)
-        where = f" at {path[0]}: {path[1]}" if path else ""
-        raise SerializationError(f"cannot store value{where} ({exc})") from None
+        found = find_unserializable(value if explain is _NOTHING else explain, name)
+        if found is None and explain is not _NOTHING:
+            found = find_unserializable(value, "value")
+        if found is None:
+            raise SerializationError(f"cannot store value: {exc}") from None
+        path, type_name = found
+        raise SerializationError(
+            f"cannot store {path}: {type_name} is not serializable (store plain data, a "
+            f"dataclass or pydantic model, or register the type with register_type)"
+        ) from None
+
+
+_failure = threading.local()
 
 
 def loads(data: bytes) -> Any:
-    return _unpack(data)
+    try:
+        return _unpack(data)
+    except ValueError:
+        cause = getattr(_failure, "error", None)
+        _failure.error = None
+        if cause is not None:
+            raise cause from None
+        raise
 
 
 def find_unserializable(value: Any, path: str = "state") -> tuple[str, str] | None:

@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from ..errors import CheckpointConflict
-from . import serde
 from .base import (
     BaseCheckpointSaver,
     Checkpoint,
@@ -20,7 +19,8 @@ from .base import (
     make_config,
     thread_of,
 )
-from .records import DEFAULT_SNAPSHOT_EVERY, SNAPSHOT, decode, encode
+from .crypto import Cipher
+from .records import DEFAULT_SNAPSHOT_EVERY, SNAPSHOT, decode, encode, seal, unseal
 
 # Each migration runs once, in order, inside one transaction; the applied versions are
 # recorded so setup() is idempotent and safe from several processes at once.
@@ -69,7 +69,7 @@ class SqliteSaver(BaseCheckpointSaver):
 
     def __init__(self, conn: sqlite3.Connection | str, *,
                  snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
-                 synchronous: str = "FULL") -> None:
+                 synchronous: str = "FULL", cipher: Cipher | bool | None = True) -> None:
         if snapshot_every < 1:
             raise ValueError(f"snapshot_every must be >= 1, got {snapshot_every}")
         if synchronous.upper() not in ("FULL", "NORMAL", "OFF", "EXTRA"):
@@ -82,6 +82,8 @@ class SqliteSaver(BaseCheckpointSaver):
             self._owns = False
         self.conn = conn
         self.snapshot_every = snapshot_every
+        # True: encrypt if WAYPOINT_ENCRYPTION_KEY is set; False/None: never; or a Cipher.
+        self.cipher = Cipher.from_env() if cipher is True else (cipher or None)
         self._lock = threading.RLock()  # one connection: SQLite has one writer anyway
         self.conn.isolation_level = None
         self.conn.execute("PRAGMA busy_timeout = 30000")
@@ -165,7 +167,7 @@ class SqliteSaver(BaseCheckpointSaver):
         expected_head: str | None,
     ) -> dict[str, Any]:
         thread_id, ns, _ = thread_of(config)
-        meta = serde.dumps(metadata)
+        meta = seal(metadata, self.cipher)
         # Encode before the transaction (an unstorable value fails before anything is
         # written). A child of the head may use the cached depth: the head check below
         # proves that record still exists. A fork re-reads its parent inside the
@@ -175,7 +177,7 @@ class SqliteSaver(BaseCheckpointSaver):
             parent_depth = self._depths.get((thread_id, ns, parent_id))
             if parent_depth is None:
                 parent_depth = self._depth_of(thread_id, ns, parent_id)
-        kind, depth, body = encode(checkpoint, parent_depth, self.snapshot_every)
+        kind, depth, body = encode(checkpoint, parent_depth, self.snapshot_every, self.cipher)
         now = time.time()
         with self._write() as conn:
             if expected_head is None:
@@ -202,7 +204,8 @@ class SqliteSaver(BaseCheckpointSaver):
                     "AND id = ?", (thread_id, ns, parent_id),
                 ).fetchone()
                 parent_depth = found[0] if found else None
-                kind, depth, body = encode(checkpoint, parent_depth, self.snapshot_every)
+                kind, depth, body = encode(checkpoint, parent_depth, self.snapshot_every,
+                                           self.cipher)
             conn.execute(
                 "INSERT INTO waypoint_checkpoints (thread_id, ns, id, parent_id, step, ts, kind, "
                 "depth, body, metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -230,7 +233,7 @@ class SqliteSaver(BaseCheckpointSaver):
 
     def put_writes(self, config: dict[str, Any], writes: Sequence[PendingWrite]) -> None:
         thread_id, ns, checkpoint_id = thread_of(config)
-        blob = serde.dumps(list(writes))
+        blob = seal(list(writes), self.cipher)
         with self._write() as conn:
             changed = conn.execute(
                 "UPDATE waypoint_checkpoints SET writes = ? WHERE thread_id = ? AND ns = ? "
@@ -281,7 +284,7 @@ class SqliteSaver(BaseCheckpointSaver):
     def _rebase(self, conn: sqlite3.Connection, thread_id: str, ns: str, cid: str) -> None:
         full = self._read(conn, thread_id, ns, cid)
         assert full is not None
-        _, _, body = encode(full.checkpoint, None)
+        _, _, body = encode(full.checkpoint, None, cipher=self.cipher)
         conn.execute(
             "UPDATE waypoint_checkpoints SET kind = ?, depth = 0, body = ?, parent_id = NULL "
             "WHERE thread_id = ? AND ns = ? AND id = ?", (SNAPSHOT, body, thread_id, ns, cid),
@@ -334,11 +337,12 @@ class SqliteSaver(BaseCheckpointSaver):
         if not rows:
             return None
         cid, parent_id, step, ts, _, _, metadata, writes = rows[-1]
-        checkpoint = decode(cid, step, ts, [(r[4], r[5]) for r in rows])
+        checkpoint = decode(cid, step, ts, [(r[4], r[5]) for r in rows], self.cipher)
         parent = make_config(thread_id, ns, parent_id) if parent_id else None
-        pending = [tuple(w) for w in serde.loads(writes)] if writes else []
+        pending = [tuple(w) for w in unseal(writes, self.cipher)] if writes else []
         return CheckpointTuple(make_config(thread_id, ns, cid), checkpoint,
-                               serde.loads(metadata), parent, pending)  # type: ignore[arg-type]
+                               unseal(metadata, self.cipher), parent,
+                               pending)  # type: ignore[arg-type]
 
     def get_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
         thread_id, ns, checkpoint_id = thread_of(config)
@@ -381,7 +385,7 @@ class SqliteSaver(BaseCheckpointSaver):
         with self._lock:
             for thread_id, ns, cid, metadata in self.conn.execute(query, params).fetchall():
                 if filter:
-                    meta = serde.loads(metadata)
+                    meta = unseal(metadata, self.cipher)
                     if any(meta.get(k) != v for k, v in filter.items()):
                         continue
                 item = self._read(self.conn, thread_id, ns, cid)
