@@ -14,7 +14,9 @@
   person approves, rejects, or edits the title (``update_state``) before resuming.
 
 There is no real model yet: ``ScriptedModel`` below answers prompts deterministically, so
-every run of the demo is identical. State lives in a ``MemorySaver`` under a thread id.
+every run of the demo is identical. Every step is checkpointed to SQLite (``--db``, by
+default ``.waypoint/research.db``) under a thread id: run again with the same
+``--thread-id`` and the pipeline resumes where it stopped instead of starting over.
 
     python examples/research_pipeline.py --topic "tidal power" --approve
 """
@@ -22,12 +24,13 @@ every run of the demo is identical. State lives in a ``MemorySaver`` under a thr
 import argparse
 import hashlib
 import operator
+import os
 import sys
 import uuid
 from typing import Annotated, Any, TypedDict
 
 from waypoint import END, START, Send, StateGraph, get_stream_writer
-from waypoint.checkpoint import MemorySaver
+from waypoint.checkpoint import SqliteSaver
 
 DEFAULT_TOPIC = "grid-scale battery storage"
 QUALITY_BAR = 0.8
@@ -385,7 +388,10 @@ def main(argv: list[str] | None = None) -> int:
     decision = parser.add_mutually_exclusive_group()
     decision.add_argument("--approve", action="store_true", help="approve without asking")
     decision.add_argument("--reject", action="store_true", help="reject without asking")
-    parser.add_argument("--thread-id", default=None, help="checkpoint thread id")
+    parser.add_argument("--thread-id", default=None,
+                        help="checkpoint thread id; an existing one is resumed, not restarted")
+    parser.add_argument("--db", default=os.path.join(".waypoint", "research.db"),
+                        help="SQLite file for the checkpoints (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="print only the outcome")
     args = parser.parse_args(argv)
 
@@ -397,13 +403,28 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
 
+    if os.path.dirname(args.db):
+        os.makedirs(os.path.dirname(args.db), exist_ok=True)
+    with SqliteSaver.from_conn_string(args.db) as saver:
+        return run(args, build_graph(checkpointer=saver))
+
+
+def run(args: argparse.Namespace, app: Any) -> int:
     thread_id = args.thread_id or f"research-{uuid.uuid4().hex[:8]}"
     config = {"configurable": {"thread_id": thread_id}}
-    app = build_graph(checkpointer=MemorySaver())
     say = (lambda *a: None) if args.quiet else print
 
-    say(f"topic: {args.topic!r}  thread: {thread_id}")
-    run_stream(app, {"topic": args.topic}, config, args.quiet)
+    snapshot = app.get_state(config)
+    if snapshot.values.get("status") in ("published", "rejected") and not snapshot.next:
+        say(f"thread {thread_id} already finished ({snapshot.values['status']}); nothing to do")
+        return finish(app, config)
+    if snapshot.next:
+        say(f"resuming thread {thread_id} from its last checkpoint (next: {list(snapshot.next)})")
+        if tuple(snapshot.next) != ("publish",):
+            run_stream(app, None, config, args.quiet)
+    else:
+        say(f"topic: {args.topic!r}  thread: {thread_id}  store: {args.db}")
+        run_stream(app, {"topic": args.topic}, config, args.quiet)
 
     snapshot = app.get_state(config)
     if tuple(snapshot.next) != ("publish",):
@@ -433,10 +454,13 @@ def main(argv: list[str] | None = None) -> int:
                                               if "title" in update else ""))
     app.update_state(config, update)
     run_stream(app, None, config, args.quiet)
+    say("")
+    return finish(app, config)
 
+
+def finish(app: Any, config: dict) -> int:
     final = app.get_state(config).values
     if final.get("status") == "published":
-        say("")
         print(final["report"])
     else:
         print(f"not published: the draft {final['title']!r} was rejected at the approval gate")

@@ -1,12 +1,14 @@
 """The research-pipeline example: its graph in-process and its CLI as a subprocess."""
 
 import importlib.util
+import os
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
-from waypoint.checkpoint import MemorySaver
+from waypoint.checkpoint import MemorySaver, SqliteSaver
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "research_pipeline.py"
@@ -202,11 +204,30 @@ def test_interactive_default_answer_rejects(monkeypatch, capsys):
 # --- the CLI, as a subprocess ------------------------------------------------------------
 
 
-def _cli(*args, stdin=subprocess.DEVNULL):
+def _cli(*args, stdin=subprocess.DEVNULL, db=None):
+    db = db or os.path.join(tempfile.mkdtemp(prefix="waypoint-demo-"), "research.db")
     return subprocess.run(
-        [sys.executable, str(EXAMPLE), *args],
+        [sys.executable, str(EXAMPLE), "--db", str(db), *args],
         cwd=REPO, stdin=stdin, capture_output=True, text=True, timeout=120,
     )
+
+
+def test_cli_second_run_of_a_paused_thread_resumes_instead_of_starting_over(tmp_path):
+    db = str(tmp_path / "research.db")
+    with SqliteSaver.from_conn_string(db) as saver:  # another process paused at the gate
+        app = rp.build_graph(checkpointer=saver)
+        app.invoke({"topic": TOPIC}, {"configurable": {"thread_id": "paused"}})
+        assert app.get_state({"configurable": {"thread_id": "paused"}}).next == ("publish",)
+    proc = _cli("--approve", "--thread-id", "paused", db=db)
+    assert proc.returncode == 0, proc.stderr
+    assert "resuming thread paused" in proc.stdout
+    assert "[done] plan" not in proc.stdout and "[done] research" not in proc.stdout
+    assert "[done] publish (published)" in proc.stdout
+    again = _cli("--approve", "--thread-id", "paused", db=db)
+    assert again.returncode == 0, again.stderr
+    assert "already finished" in again.stdout
+    assert "# Tidal power: a research brief" in again.stdout
+    assert "[done]" not in again.stdout
 
 
 def test_cli_approve():
