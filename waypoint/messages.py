@@ -224,6 +224,36 @@ def coerce_messages(value: Any) -> list[Any]:
     return [coerce_message(value)]
 
 
+_OPTIONAL_FIELDS = ("name", "tool_calls", "tool_call_id", "additional_kwargs",
+                    "response_metadata", "usage_metadata")
+
+
+def message_to_data(message: Message) -> list[Any]:
+    """A compact, storable form: [role, content, id] plus only the fields that are set."""
+    extra = {f: v for f in _OPTIONAL_FIELDS if (v := getattr(message, f))}
+    data: list[Any] = [message.role, message.content, message.id]
+    if extra:
+        data.append(extra)
+    return data
+
+
+def message_from_data(data: list[Any]) -> Message:
+    """The inverse of `message_to_data`, without re-validating what was stored."""
+    role, content, message_id, *rest = data
+    extra = rest[0] if rest else {}
+    message = object.__new__(_CLASS_OF_ROLE[role])
+    message.role = role
+    message.content = content
+    message.id = message_id
+    message.name = extra.get("name")
+    message.tool_calls = list(extra.get("tool_calls") or ())
+    message.tool_call_id = extra.get("tool_call_id")
+    message.additional_kwargs = extra.get("additional_kwargs") or {}
+    message.response_metadata = extra.get("response_metadata") or {}
+    message.usage_metadata = extra.get("usage_metadata")
+    return message
+
+
 def new_message_id() -> str:
     return str(uuid.uuid4())
 

@@ -8,6 +8,8 @@ from ..messages import (
     RemoveMessage,
     SystemMessage,
     ToolMessage,
+    message_from_data,
+    message_to_data,
 )
 from ..types import Interrupt, Send
 from .base import BaseCheckpointSaver, Checkpoint, CheckpointTuple
@@ -17,7 +19,7 @@ from .sqlite import SqliteSaver
 
 for _cls in (Message, HumanMessage, AIMessage, SystemMessage, ToolMessage, RemoveMessage,
              AIMessageChunk):
-    register_type(_cls, Message.to_dict, Message.from_dict)
+    register_type(_cls, message_to_data, message_from_data)
 register_type(Send, lambda s: [s.node, s.arg], lambda d: Send(d[0], d[1]))
 register_type(Interrupt)
 
