@@ -218,6 +218,8 @@ class MemorySaver(BaseCheckpointSaver):
                     selected.append(self._tuple(thread_id, ns, space, record))
                     if limit is not None and len(selected) >= limit:
                         break
+                if limit is not None and len(selected) >= limit:
+                    break
         yield from selected
 
 
