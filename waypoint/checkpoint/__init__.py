@@ -24,4 +24,13 @@ register_type(Send, lambda s: [s.node, s.arg], lambda d: Send(d[0], d[1]))
 register_type(Interrupt)
 
 __all__ = ["BaseCheckpointSaver", "Checkpoint", "CheckpointTuple", "InMemorySaver",
-           "MemorySaver", "SqliteSaver", "register_type"]
+           "MemorySaver", "PostgresSaver", "SqliteSaver", "register_type"]
+
+
+def __getattr__(name: str) -> object:
+    """PostgresSaver on first use, so psycopg stays an optional extra."""
+    if name == "PostgresSaver":
+        from .postgres import PostgresSaver
+
+        return PostgresSaver
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

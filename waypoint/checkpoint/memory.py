@@ -66,9 +66,12 @@ class MemorySaver(BaseCheckpointSaver):
         thread_id, ns, _ = thread_of(config)
         meta = serde.dumps(metadata)
         with self._lock:
-            space = self._threads.setdefault(thread_id, {}).setdefault(ns, _Namespace())
-            if space.head != expected_head:
-                raise CheckpointConflict(thread_id, expected_head, space.head)
+            space = self._threads.get(thread_id, {}).get(ns)
+            head = space.head if space is not None else None
+            if head != expected_head:
+                raise CheckpointConflict(thread_id, expected_head, head)
+            if space is None:
+                space = self._threads.setdefault(thread_id, {}).setdefault(ns, _Namespace())
             parent = space.records.get(parent_id) if parent_id is not None else None
             kind, depth, body = encode(checkpoint, parent.depth if parent else None,
                                        self.snapshot_every)

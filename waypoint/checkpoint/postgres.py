@@ -1,11 +1,12 @@
 """`PostgresSaver`: the shared durable store, for many processes writing to one database.
 
 Every operation is a small "plan" (a generator of SQL batches) run by one sync and one async
-driver, so both APIs share the logic and each batch is a single pipelined round trip:
-a put costs two (check and lock the head with the parent's depth; insert and commit), a new
-thread's first put one. The head check is a conditional UPDATE (or INSERT ... ON CONFLICT DO
-NOTHING for a new thread) so two writers racing on one head cannot both commit. Lock order
-is always thread rows, then checkpoint rows, so concurrent writers cannot deadlock.
+driver, so both APIs share the logic and each batch is a single pipelined round trip. A put
+on the head is one statement and one round trip (plus a depth read if this process did not
+write the parent); a fork is two (lock the head, read the parent; insert and commit). The
+head check is a conditional UPDATE (INSERT ... ON CONFLICT DO NOTHING for a new thread), so
+two writers racing on one head can never both commit. Locks are always taken thread rows
+first, then checkpoint rows, so concurrent writers cannot deadlock.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ..errors import CheckpointConflict
-from . import serde
 from .base import (
     BaseCheckpointSaver,
     Checkpoint,
@@ -34,10 +34,12 @@ from .base import (
     make_config,
     thread_of,
 )
-from .records import DEFAULT_SNAPSHOT_EVERY, SNAPSHOT, decode, encode
+from .crypto import Cipher
+from .records import DEFAULT_SNAPSHOT_EVERY, SNAPSHOT, decode, encode, seal, unseal
 
 _POOL_MIN, _POOL_MAX = 1, 10
 _FILTER_PAGE = 500  # rows of metadata read per round trip when list() filters in Python
+_DEPTHS_KEPT = 4096  # depth hints of the newest records this process wrote
 
 # Applied once each, in order, in the setup transaction. `seq` keeps insertion order, which
 # is what MemorySaver lists by (newest first) and keeps when pruning. Ids are compared with
@@ -106,6 +108,23 @@ _SEL_REBASE = ("SELECT %(t)s::text AS thread_id, k.ns, k.id, row_number() OVER (
                "FROM ranked k WHERE k.rn <= %(keep)s AND k.parent_id IS NOT NULL "
                "AND NOT EXISTS (SELECT 1 FROM ranked p WHERE p.ns = k.ns "
                "AND p.id = k.parent_id AND p.rn <= %(keep)s)")
+
+
+# A put's checkpoint row. Putting an id again replaces the record (as MemorySaver does).
+_INSERT = ("INSERT INTO {checkpoints} (thread_id, ns, id, parent_id, step, ts, kind, depth, "
+           "body, metadata)")
+_INSERT_VALUES = ("%(t)s, %(ns)s, %(id)s, %(parent)s, %(step)s, %(ts)s, %(kind)s, %(depth)s, "
+                  "%(body)s, %(meta)s")
+_ON_CONFLICT = (
+    " ON CONFLICT (thread_id, ns, id) DO UPDATE SET parent_id = EXCLUDED.parent_id, "
+    "step = EXCLUDED.step, ts = EXCLUDED.ts, kind = EXCLUDED.kind, depth = EXCLUDED.depth, "
+    "body = EXCLUDED.body, metadata = EXCLUDED.metadata, writes = NULL, seq = EXCLUDED.seq")
+
+
+def _is_fork(parent_id: str | None, expected_head: str | None) -> bool:
+    """A put on an existing head whose parent is another record: it needs the locked
+    two-step transaction. (A new thread has no records, so its parent is never found.)"""
+    return parent_id is not None and expected_head is not None and parent_id != expected_head
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +264,24 @@ def _finish(plan: _Plan, results: list[Any]) -> Any:
     raise RuntimeError("a store plan yielded after its last batch")
 
 
-def _build_tuples(rows: list[tuple[Any, ...]]) -> list[CheckpointTuple]:
+class _LoopPool:
+    """The async pool of one event loop, and the task that closes it when the loop ends."""
+
+    __slots__ = ("guard", "opened", "pool")
+
+    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+        self.pool = pool
+        self.opened = False
+        self.guard: asyncio.Task[None] | None = None
+
+    async def close(self) -> None:
+        if self.guard is not None and not self.guard.done():
+            self.guard.cancel()
+            await asyncio.wait([self.guard])
+        await self.pool.close()
+
+
+def _build_tuples(rows: list[tuple[Any, ...]], cipher: Cipher | None) -> list[CheckpointTuple]:
     """CheckpointTuples for the selected rows (ord not NULL), in ord order."""
     records = {(r[0], r[1], r[2]): r for r in rows}
     found: list[CheckpointTuple] = []
@@ -260,9 +296,10 @@ def _build_tuples(rows: list[tuple[Any, ...]]) -> list[CheckpointTuple]:
             if current is None:
                 break  # decode reports the broken chain
         chain.reverse()
-        writes = [tuple(w) for w in serde.loads(row[10])] if row[10] else []
+        writes = [tuple(w) for w in unseal(row[10], cipher)] if row[10] else []
         found.append(CheckpointTuple(
-            make_config(thread_id, ns, cid), decode(cid, step, ts, chain), serde.loads(row[9]),
+            make_config(thread_id, ns, cid), decode(cid, step, ts, chain, cipher),
+            unseal(row[9], cipher),
             make_config(thread_id, ns, parent_id) if parent_id else None,
             writes,  # type: ignore[arg-type]
         ))
@@ -322,27 +359,35 @@ class PostgresSaver(BaseCheckpointSaver):
         *,
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
         schema: str | None = None,
+        cipher: Cipher | bool | None = True,
     ) -> None:
         if snapshot_every < 1:
             raise ValueError(f"snapshot_every must be >= 1, got {snapshot_every}")
         self.snapshot_every = snapshot_every
         self.schema = schema
+        # True: encrypt if WAYPOINT_ENCRYPTION_KEY is set; False/None: never; or a Cipher.
+        self.cipher = Cipher.from_env() if cipher is True else (cipher or None)
+        # Depths of records this process wrote: a put on the head then reads nothing first.
+        # Only a hint: prune may since have made such a record a snapshot (depth 0), and a
+        # deeper guess only makes the next snapshot come a little early.
+        self._depths: dict[tuple[str, str, str], int] = {}
         self._pool: ConnectionPool[Any] | None = None
-        self._apool: AsyncConnectionPool[Any] | None = None
-        self._owns_pool = self._owns_apool = True
+        self._owns_pool = True
+        self._given_apool: _LoopPool | None = None
+        # Pools this saver makes for async use, one per event loop (a pool is bound to the
+        # loop that opened it), each closed by its guard task when that loop shuts down.
+        self._apools: dict[asyncio.AbstractEventLoop, _LoopPool] = {}
         if isinstance(pool_or_conninfo, ConnectionPool):
             self._pool, self._owns_pool = pool_or_conninfo, False
         elif isinstance(pool_or_conninfo, AsyncConnectionPool):
-            self._apool, self._owns_apool = pool_or_conninfo, False
+            self._given_apool = _LoopPool(pool_or_conninfo)
         elif not isinstance(pool_or_conninfo, str):
             raise TypeError("PostgresSaver needs a conninfo string, a ConnectionPool or an "
                             f"AsyncConnectionPool, not {type(pool_or_conninfo).__name__}")
-        given = self._pool or self._apool
-        self._conninfo = given.conninfo if given is not None else pool_or_conninfo
-        kwargs = dict(given.kwargs or {}) if given is not None else {"autocommit": True}
-        self._kwargs: dict[str, Any] = kwargs
-        self._apool_loop: asyncio.AbstractEventLoop | None = None
-        self._apool_open = False
+        given = self._pool or (self._given_apool.pool if self._given_apool else None)
+        # The other flavour of pool is made from the given one's settings.
+        self._conninfo: Any = given.conninfo if given is not None else pool_or_conninfo
+        self._kwargs: Any = given.kwargs if given is not None else {"autocommit": True}
         self._creating = threading.Lock()  # guards creating a pool only, never I/O
         self._ready = False
         self._closed = False
@@ -363,9 +408,11 @@ class PostgresSaver(BaseCheckpointSaver):
         *,
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
         schema: str | None = None,
+        cipher: Cipher | bool | None = True,
     ) -> _Opened:
         """`with`/`async with` this: opens the pools, runs setup(), closes on exit."""
-        return _Opened(conn_string, {"snapshot_every": snapshot_every, "schema": schema})
+        return _Opened(conn_string, {"snapshot_every": snapshot_every, "schema": schema,
+                                     "cipher": cipher})
 
     def _sql(self, template: str) -> str:
         """`template` with this saver's (schema-qualified, quoted) table names filled in."""
@@ -390,24 +437,43 @@ class PostgresSaver(BaseCheckpointSaver):
         return self._pool
 
     async def _async_pool(self) -> AsyncConnectionPool[Any]:
-        loop = asyncio.get_running_loop()
-        pool = self._apool
-        if pool is None or (self._owns_apool and self._apool_loop is not loop):
-            with self._creating:  # no await inside: atomic for this loop's tasks
-                if self._closed:
-                    raise RuntimeError("this PostgresSaver is closed")
-                if self._apool is None or (self._owns_apool and self._apool_loop is not loop):
-                    # A pool is bound to the loop that opened it: a new loop gets a new pool
-                    # (the old loop is gone, e.g. a finished asyncio.run).
-                    self._apool = AsyncConnectionPool(
-                        self._conninfo, kwargs=self._kwargs, min_size=_POOL_MIN,
-                        max_size=_POOL_MAX, open=False, name="waypoint-async")
-                    self._apool_loop, self._apool_open = loop, False
-                pool = self._apool
-        if not self._apool_open:
-            await pool.open()  # idempotent; concurrent first users all wait for it
-            self._apool_open = True
-        return pool
+        entry = self._given_apool
+        if entry is None:
+            loop = asyncio.get_running_loop()
+            entry = self._apools.get(loop)
+            if entry is None:
+                with self._creating:  # no await inside: atomic for this loop's tasks
+                    if self._closed:
+                        raise RuntimeError("this PostgresSaver is closed")
+                    entry = self._apools.get(loop)
+                    if entry is None:
+                        for dead in [lp for lp in self._apools if lp.is_closed()]:
+                            del self._apools[dead]  # loops closed without cancelling tasks
+                        # min_size 0: no background connect racing the first caller's,
+                        # which a short-lived loop (asyncio.run) would end half done.
+                        entry = self._apools[loop] = _LoopPool(AsyncConnectionPool(
+                            self._conninfo, kwargs=self._kwargs, min_size=0,
+                            max_size=_POOL_MAX, open=False, name="waypoint-async"))
+                        entry.guard = loop.create_task(self._guard(loop, entry),
+                                                       name="waypoint-async-pool-guard")
+        if not entry.opened:
+            await entry.pool.open()  # idempotent; concurrent first users all wait for it
+            entry.opened = True
+        return entry.pool
+
+    async def _guard(self, loop: asyncio.AbstractEventLoop, entry: _LoopPool) -> None:
+        """Close a loop's pool when the loop shuts down (asyncio.run cancels every task).
+
+        A pool left open there can hang that shutdown: a pool worker cancelled while it
+        connects swallows the cancellation and waits on its queue until the pool stops it.
+        """
+        try:
+            await asyncio.Event().wait()
+        finally:
+            with self._creating:
+                if self._apools.get(loop) is entry:
+                    del self._apools[loop]
+            await entry.pool.close()
 
     def _run(self, plan: _Plan, *, tx: bool = False) -> Any:
         if not self._ready:
@@ -421,32 +487,37 @@ class PostgresSaver(BaseCheckpointSaver):
         async with (await self._async_pool()).connection() as conn:
             return await _adrive(conn, plan, tx)
 
+    def _take_async_pools(self) -> list[tuple[asyncio.AbstractEventLoop, _LoopPool]]:
+        with self._creating:
+            self._closed = True
+            entries, self._apools = list(self._apools.items()), {}
+        return [(loop, entry) for loop, entry in entries if not loop.is_closed()]
+
     def close(self) -> None:
-        """Close the pools this saver made (an open async pool is closed on its loop)."""
-        self._closed = True
+        """Close the pools this saver made (async ones on their own loops)."""
+        entries = self._take_async_pools()
         pool, self._pool = self._pool, None
         if pool is not None and self._owns_pool:
             pool.close()
-        apool, loop, self._apool = self._apool, self._apool_loop, None
-        if apool is None or not self._owns_apool or loop is None or loop.is_closed():
-            return
         try:
-            running = asyncio.get_running_loop()
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        if running is loop:
-            loop.create_task(apool.close())
-        elif loop.is_running():
-            asyncio.run_coroutine_threadsafe(apool.close(), loop).result(timeout=30)
-        else:
-            loop.run_until_complete(apool.close())
+        for loop, entry in entries:
+            if loop is running or loop.is_running():  # cannot block on it from here
+                asyncio.run_coroutine_threadsafe(entry.close(), loop)
+            else:
+                loop.run_until_complete(entry.close())
 
     async def aclose(self) -> None:
         """Close the pools this saver made."""
-        self._closed = True
-        apool, loop, self._apool = self._apool, self._apool_loop, None
-        if apool is not None and self._owns_apool and loop is asyncio.get_running_loop():
-            await apool.close()
+        entries = self._take_async_pools()
+        running = asyncio.get_running_loop()
+        for loop, entry in entries:
+            if loop is running:
+                await entry.close()
+            elif loop.is_running():
+                asyncio.run_coroutine_threadsafe(entry.close(), loop)
         pool, self._pool = self._pool, None
         if pool is not None and self._owns_pool:
             pool.close()
@@ -454,16 +525,24 @@ class PostgresSaver(BaseCheckpointSaver):
     # -- schema ------------------------------------------------------------------------
 
     def _setup_plan(self) -> _Plan:
-        first = [_Stmt("SELECT 1 FROM pg_advisory_xact_lock(%s)", [self._lock_key])]
-        if self.schema:
-            schema = sql.Identifier(self.schema).as_string()
-            first.append(_Stmt(f"CREATE SCHEMA IF NOT EXISTS {schema}", prepare=False))
-        first += [
-            _Stmt(self._sql("CREATE TABLE IF NOT EXISTS {migrations} (version integer PRIMARY "
-                            "KEY, applied_at double precision NOT NULL)"), prepare=False),
-            _Stmt(self._sql("SELECT version FROM {migrations}")),
+        # Serialize concurrent setups (other processes too), then create only what is
+        # missing: CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege even when the
+        # schema exists, which a least-privileged role may lack.
+        _, ((has_schema, has_table),) = yield [
+            _Stmt("SELECT 1 FROM pg_advisory_xact_lock(%s)", [self._lock_key]),
+            _Stmt("SELECT %(s)s::text IS NULL OR EXISTS (SELECT 1 FROM pg_namespace "
+                  "WHERE nspname = %(s)s), to_regclass(%(m)s) IS NOT NULL",
+                  {"s": self.schema, "m": self._names["migrations"]}),
         ]
-        results = yield first
+        batch = []
+        if not has_schema:
+            schema = sql.Identifier(self.schema).as_string()  # type: ignore[arg-type]
+            batch.append(_Stmt(f"CREATE SCHEMA IF NOT EXISTS {schema}", prepare=False))
+        if not has_table:
+            batch.append(_Stmt(self._sql(
+                "CREATE TABLE IF NOT EXISTS {migrations} (version integer PRIMARY KEY, "
+                "applied_at double precision NOT NULL)"), prepare=False))
+        results = yield [*batch, _Stmt(self._sql("SELECT version FROM {migrations}"))]
         done = {row[0] for row in results[-1]}
         last = _Last()
         for version, statements in _MIGRATIONS:
@@ -481,6 +560,7 @@ class PostgresSaver(BaseCheckpointSaver):
         self._ready = True
 
     async def asetup(self) -> None:
+        """The async twin of setup()."""
         async with (await self._async_pool()).connection() as conn:
             await _adrive(conn, self._setup_plan(), True)
         self._ready = True
@@ -492,49 +572,71 @@ class PostgresSaver(BaseCheckpointSaver):
         thread_id, ns, _ = thread_of(config)
         args: dict[str, Any] = {
             "t": thread_id, "ns": ns, "id": checkpoint.id, "exp": expected_head,
-            "parent": parent_id, "now": time.time(), "step": checkpoint.step,
-            "ts": checkpoint.ts, "meta": serde.dumps(metadata),
+            "parent": parent_id, "step": checkpoint.step, "ts": checkpoint.ts,
+            "meta": seal(metadata, self.cipher),
         }
         head_sql = self._sql("SELECT head FROM {threads} WHERE thread_id = %(t)s AND ns = %(ns)s")
-        if expected_head is None:
-            # A new thread: no records exist, so no parent; one statement claims the thread
-            # and writes the snapshot, or does nothing if someone else claimed it first.
-            args["kind"], args["depth"], args["body"] = encode(checkpoint, None,
-                                                               self.snapshot_every)
-            inserted, head = yield _Last([_Stmt(self._sql(
-                "WITH t AS (INSERT INTO {threads} (thread_id, ns, head, touched_at) "
-                "VALUES (%(t)s, %(ns)s, %(id)s, %(now)s) ON CONFLICT DO NOTHING RETURNING 1) "
-                "INSERT INTO {checkpoints} (thread_id, ns, id, parent_id, step, ts, kind, depth, "
-                "body, metadata) SELECT %(t)s, %(ns)s, %(id)s, NULL, %(step)s, %(ts)s, "
-                "%(kind)s, %(depth)s, %(body)s, %(meta)s FROM t RETURNING 1"), args),
-                _Stmt(head_sql, args)])
+        if _is_fork(parent_id, expected_head):
+            # Lock the head first (conditional UPDATE), then read the parent with a fresh
+            # snapshot, so a concurrent prune cannot remove it between read and insert.
+            args["now"] = time.time()
+            moved, found = yield [
+                _Stmt(self._sql("UPDATE {threads} SET head = %(id)s, touched_at = %(now)s "
+                                "WHERE thread_id = %(t)s AND ns = %(ns)s AND head = %(exp)s "
+                                "RETURNING 1"), args),
+                _Stmt(self._sql("SELECT (" + head_sql + "), (SELECT depth FROM {checkpoints} "
+                                "WHERE thread_id = %(t)s AND ns = %(ns)s AND id = %(parent)s)"),
+                      args),
+            ]
+            head, parent_depth = found[0]
+            if not moved:
+                raise CheckpointConflict(thread_id, expected_head, head)
+            kind, depth, body = encode(checkpoint, parent_depth, self.snapshot_every,
+                                       self.cipher)
+            args.update(kind=kind, depth=depth, body=body,
+                        parent=parent_id if parent_depth is not None else None)
+            yield _Last([_Stmt(self._sql(
+                f"{_INSERT} VALUES ({_INSERT_VALUES}){_ON_CONFLICT}"), args)])
+        else:
+            # The parent is the expected head (or there is none): if the head check passes,
+            # that record still exists, so its depth may be read outside the transaction or
+            # remembered. Encoding comes before any write, so an unstorable value fails
+            # here; then one statement moves the head (or claims a new thread) and inserts
+            # the record only if that worked. The head read after it names a race's winner.
+            parent_depth = None
+            if parent_id is not None and expected_head is not None:
+                parent_depth = self._depths.get((thread_id, ns, parent_id))
+                if parent_depth is None:
+                    (found,) = yield [_Stmt(self._sql(
+                        "SELECT depth FROM {checkpoints} WHERE thread_id = %(t)s "
+                        "AND ns = %(ns)s AND id = %(parent)s"), args)]
+                    parent_depth = found[0][0] if found else None
+            kind, depth, body = encode(checkpoint, parent_depth, self.snapshot_every,
+                                       self.cipher)
+            args.update(kind=kind, depth=depth, body=body, now=time.time(),
+                        parent=parent_id if parent_depth is not None else None)
+            claim = (
+                "INSERT INTO {threads} (thread_id, ns, head, touched_at) VALUES (%(t)s, %(ns)s, "
+                "%(id)s, %(now)s) ON CONFLICT DO NOTHING RETURNING 1"
+                if expected_head is None else
+                "UPDATE {threads} SET head = %(id)s, touched_at = %(now)s WHERE thread_id = %(t)s "
+                "AND ns = %(ns)s AND head = %(exp)s RETURNING 1")
+            inserted, head = yield _Last([
+                _Stmt(self._sql(f"WITH moved AS ({claim}) {_INSERT} SELECT {_INSERT_VALUES} "
+                                f"FROM moved{_ON_CONFLICT} RETURNING 1"), args),
+                _Stmt(head_sql, args),
+            ])
             if not inserted:
-                raise CheckpointConflict(thread_id, None, head[0][0] if head else None)
-            return make_config(thread_id, ns, checkpoint.id)
-        # The conditional UPDATE takes the thread's row lock; the next statement then reads
-        # the parent with a fresh snapshot, so a concurrent prune cannot pull it away.
-        moved, found = yield [
-            _Stmt(self._sql("UPDATE {threads} SET head = %(id)s, touched_at = %(now)s "
-                            "WHERE thread_id = %(t)s AND ns = %(ns)s AND head = %(exp)s "
-                            "RETURNING 1"), args),
-            _Stmt(self._sql("SELECT (" + head_sql + "), (SELECT depth FROM {checkpoints} "
-                            "WHERE thread_id = %(t)s AND ns = %(ns)s AND id = %(parent)s)"),
-                  args),
-        ]
-        head, parent_depth = found[0]
-        if not moved:
-            raise CheckpointConflict(thread_id, expected_head, head)
-        args["kind"], args["depth"], args["body"] = encode(checkpoint, parent_depth,
-                                                           self.snapshot_every)
-        args["parent"] = parent_id if parent_depth is not None else None
-        yield _Last([_Stmt(self._sql(
-            "INSERT INTO {checkpoints} (thread_id, ns, id, parent_id, step, ts, kind, depth, "
-            "body, metadata) VALUES (%(t)s, %(ns)s, %(id)s, %(parent)s, %(step)s, %(ts)s, "
-            "%(kind)s, %(depth)s, %(body)s, %(meta)s) ON CONFLICT (thread_id, ns, id) DO UPDATE "
-            "SET parent_id = EXCLUDED.parent_id, step = EXCLUDED.step, ts = EXCLUDED.ts, "
-            "kind = EXCLUDED.kind, depth = EXCLUDED.depth, body = EXCLUDED.body, "
-            "metadata = EXCLUDED.metadata, writes = NULL, seq = EXCLUDED.seq"), args)])
+                raise CheckpointConflict(thread_id, expected_head, head[0][0] if head else None)
+        self._remember_depth(thread_id, ns, checkpoint.id, depth)
         return make_config(thread_id, ns, checkpoint.id)
+
+    def _remember_depth(self, thread_id: str, ns: str, checkpoint_id: str, depth: int) -> None:
+        depths = self._depths
+        depths[(thread_id, ns, checkpoint_id)] = depth
+        if len(depths) > _DEPTHS_KEPT:
+            for key in list(depths)[: _DEPTHS_KEPT // 2]:
+                depths.pop(key, None)
 
     def put(
         self,
@@ -546,7 +648,7 @@ class PostgresSaver(BaseCheckpointSaver):
         expected_head: str | None,
     ) -> dict[str, Any]:
         plan = self._put_plan(config, checkpoint, metadata, parent_id, expected_head)
-        return self._run(plan, tx=expected_head is not None)
+        return self._run(plan, tx=_is_fork(parent_id, expected_head))
 
     async def aput(
         self,
@@ -558,12 +660,12 @@ class PostgresSaver(BaseCheckpointSaver):
         expected_head: str | None,
     ) -> dict[str, Any]:
         plan = self._put_plan(config, checkpoint, metadata, parent_id, expected_head)
-        return await self._arun(plan, tx=expected_head is not None)
+        return await self._arun(plan, tx=_is_fork(parent_id, expected_head))
 
     def _put_writes_plan(self, config: dict[str, Any], writes: Sequence[PendingWrite]) -> _Plan:
         thread_id, ns, checkpoint_id = thread_of(config)
         args = {"t": thread_id, "ns": ns, "id": checkpoint_id,
-                "w": serde.dumps(list(writes)), "now": time.time()}
+                "w": seal(list(writes), self.cipher), "now": time.time()}
         _, touched = yield _Last([
             _Stmt(self._sql("SELECT 1 FROM {threads} WHERE thread_id = %(t)s AND ns = %(ns)s "
                             "FOR NO KEY UPDATE"), args),  # thread row first: the lock order
@@ -618,10 +720,10 @@ class PostgresSaver(BaseCheckpointSaver):
         removed = doomed[0][0]
         if not removed:
             return 0
-        rebased = _build_tuples(rows)  # decoded through ancestors that are about to go
+        rebased = _build_tuples(rows, self.cipher)  # decoded through ancestors that are about to go
         args["ns_list"] = [t.config["configurable"]["checkpoint_ns"] for t in rebased]
         args["ids"] = [t.checkpoint.id for t in rebased]
-        args["bodies"] = [encode(t.checkpoint, None)[2] for t in rebased]
+        args["bodies"] = [encode(t.checkpoint, None, cipher=self.cipher)[2] for t in rebased]
         yield _Last([
             _Stmt(self._sql(
                 "UPDATE {checkpoints} c SET kind = 0, depth = 0, parent_id = NULL, body = u.body "
@@ -727,7 +829,7 @@ class PostgresSaver(BaseCheckpointSaver):
         args = {"t": thread_id, "ns": ns, "id": checkpoint_id or None}
         (rows,) = yield _Last([_Stmt(self._sql(_CHAINS.format(
             pre="", sel=_SEL_ONE, checkpoints="{checkpoints}")), args)])
-        found = _build_tuples(rows)
+        found = _build_tuples(rows, self.cipher)
         return found[0] if found else None
 
     def get_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
@@ -762,8 +864,10 @@ class PostgresSaver(BaseCheckpointSaver):
             sel = select.replace("{extra}", "") + " LIMIT %(limit)s"
             (rows,) = yield _Last([_Stmt(self._sql(_CHAINS.format(
                 pre="", sel=sel, checkpoints="{checkpoints}")), args)])
-            return _build_tuples(rows)
-        # Metadata is serde-encoded, so filtering happens here, page by page, inside one
+            return _build_tuples(rows, self.cipher)
+        # Metadata is stored sealed (serialized, maybe encrypted), and MemorySaver's filter
+        # is Python equality (a missing key equals None), so filtering happens here, page by
+        # page, inside one
         # repeatable-read snapshot so the chains read afterwards are the ones filtered.
         page_sql = self._sql(select.replace("{extra}", ", c.metadata")
                              + " LIMIT %(page)s OFFSET %(offset)s")
@@ -776,7 +880,7 @@ class PostgresSaver(BaseCheckpointSaver):
             rows = (yield batch)[-1]
             batch = []
             for thread_id, ns, cid, _, metadata in rows:
-                meta = serde.loads(metadata)
+                meta = unseal(metadata, self.cipher)
                 if all(meta.get(k) == v for k, v in filter.items()):
                     keys.append((thread_id, ns, cid))
                     if limit is not None and len(keys) >= limit:
@@ -790,7 +894,7 @@ class PostgresSaver(BaseCheckpointSaver):
                 "sel_id": [k[2] for k in keys]}
         (rows,) = yield _Last([_Stmt(self._sql(_CHAINS.format(
             pre="", sel=_SEL_KEYS, checkpoints="{checkpoints}")), args)])
-        return _build_tuples(rows)
+        return _build_tuples(rows, self.cipher)
 
     def list(
         self,
