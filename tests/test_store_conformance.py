@@ -1118,9 +1118,9 @@ def test_send_fan_out_and_command_goto(saver, backend):
     assert history[0].values == result
 
 
-def test_stale_run_gets_conflict_and_loses(saver, backend):
-    """A run whose thread moved on under it (update_state while a node ran) fails its
-    commit with CheckpointConflict; nothing of it is stored."""
+def _paused_run(saver, backend, disturb):
+    """Run a -> b on a fresh thread, call `disturb(app, config)` while b is running, then
+    let b finish; returns (app, config, the run's outcome, what disturb returned)."""
     entered, release = threading.Event(), threading.Event()
 
     def a(state: LogState) -> dict[str, Any]:
@@ -1150,9 +1150,20 @@ def test_stale_run_gets_conflict_and_loses(saver, backend):
     worker = threading.Thread(target=run_it)
     worker.start()
     assert entered.wait(timeout=30)
-    moved = app.update_state(config, {"log": ["manual"]})
-    release.set()
-    worker.join(timeout=30)
+    try:
+        disturbed = disturb(app, config)
+    finally:
+        release.set()
+        worker.join(timeout=30)
+    return app, config, outcome, disturbed
+
+
+def test_stale_run_gets_conflict_and_loses(saver, backend):
+    """A run whose thread moved on under it (update_state while a node ran) fails its
+    commit with CheckpointConflict; nothing of it is stored."""
+    app, config, outcome, moved = _paused_run(
+        saver, backend, lambda app, config: app.update_state(config, {"log": ["manual"]})
+    )
     error = outcome.get("error")
     assert isinstance(error, CheckpointConflict), outcome
     assert error.actual == cid(moved)
@@ -1166,39 +1177,12 @@ def test_stale_run_gets_conflict_and_loses(saver, backend):
 def test_thread_deleted_under_a_running_graph(saver, backend):
     """delete_thread while a run is in a node: the run's next commit is refused with
     CheckpointConflict (actual None) instead of writing a thread without its history."""
-    entered, release = threading.Event(), threading.Event()
 
-    def a(state: LogState) -> dict[str, Any]:
-        return {"log": ["a"]}
+    def delete(app, config):
+        with reader(backend, saver) as other:
+            other.delete_thread(config["configurable"]["thread_id"])
 
-    def b(state: LogState) -> dict[str, Any]:
-        entered.set()
-        release.wait(timeout=30)
-        return {"log": ["b"]}
-
-    graph = StateGraph(LogState)
-    graph.add_node("a", a)
-    graph.add_node("b", b)
-    graph.add_edge(START, "a")
-    graph.add_edge("a", "b")
-    graph.add_edge("b", END)
-    app = graph.compile(checkpointer=saver)
-    config = cfg(backend.thread())
-    outcome: dict[str, Any] = {}
-
-    def run_it() -> None:
-        try:
-            outcome["result"] = app.invoke({"log": []}, config)
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    worker = threading.Thread(target=run_it)
-    worker.start()
-    assert entered.wait(timeout=30)
-    with reader(backend, saver) as other:
-        other.delete_thread(config["configurable"]["thread_id"])
-    release.set()
-    worker.join(timeout=30)
+    _, config, outcome, _ = _paused_run(saver, backend, delete)
     error = outcome.get("error")
     assert isinstance(error, CheckpointConflict), outcome
     assert error.actual is None
