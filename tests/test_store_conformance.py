@@ -526,6 +526,7 @@ def test_list_all_threads_with_config_none(backend):
                 item.checkpoint.id)
         for t in threads:  # newest first within each thread
             assert by_thread[t] == [c.id for c in reversed(made[t])]
+        assert list(by_thread) == threads  # threads in the order they were created
 
 
 def test_list_all_threads_honours_limit(backend):

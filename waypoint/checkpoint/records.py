@@ -99,21 +99,28 @@ def decode(checkpoint_id: str, step: int, ts: str,
         )
     values: dict[str, Any] = {}
     tail: list[Any] = []
+    grown: set[str] = set()  # lists already copied here, so later deltas extend in place
     for kind, body in chain:
         head, *tail = unseal(body, cipher)
         if kind == SNAPSHOT:
             values = dict(head)
+            grown.clear()
             continue
         for key, (op, payload) in head.items():
             if op == "=":
                 values[key] = payload
+                grown.discard(key)
             elif op == "+":
                 current = values.get(key, [])
                 if not isinstance(current, list):
                     raise SerializationError(
                         f"checkpoint {checkpoint_id}: channel {key!r} extends a non-list"
                     )
-                values[key] = current + list(payload)
+                if key in grown:
+                    current.extend(payload)
+                else:
+                    values[key] = current + list(payload)
+                    grown.add(key)
             else:
                 raise SerializationError(f"checkpoint {checkpoint_id}: unknown change {op!r}")
     next_tasks, barriers, ran, updated = tail

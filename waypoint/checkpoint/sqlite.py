@@ -48,7 +48,18 @@ _MIGRATIONS: tuple[tuple[int, str], ...] = (
             UNIQUE (thread_id, ns, id)
         );
     """),
+    # Thread creation order, so list(None) orders threads as every other store does.
+    (2, """
+        ALTER TABLE waypoint_threads ADD COLUMN seq INTEGER;
+        UPDATE waypoint_threads SET seq = ranked.n FROM (
+            SELECT thread_id, ns, row_number() OVER (ORDER BY touched_at, thread_id, ns) AS n
+            FROM waypoint_threads) AS ranked
+        WHERE waypoint_threads.thread_id = ranked.thread_id AND waypoint_threads.ns = ranked.ns;
+        CREATE INDEX waypoint_threads_seq ON waypoint_threads (seq);
+    """),
 )
+
+_NEXT_SEQ = "(SELECT coalesce(max(seq), 0) + 1 FROM waypoint_threads)"
 
 _CHAIN = """
 WITH RECURSIVE chain(id, parent_id, step, ts, kind, body, metadata, writes, lvl) AS (
@@ -182,8 +193,8 @@ class SqliteSaver(BaseCheckpointSaver):
         with self._write() as conn:
             if expected_head is None:
                 moved = conn.execute(
-                    "INSERT INTO waypoint_threads (thread_id, ns, head, touched_at) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT (thread_id, ns) DO NOTHING",
+                    "INSERT INTO waypoint_threads (thread_id, ns, head, touched_at, seq) "
+                    f"VALUES (?, ?, ?, ?, {_NEXT_SEQ}) ON CONFLICT (thread_id, ns) DO NOTHING",
                     (thread_id, ns, checkpoint.id, now),
                 ).rowcount
             else:
@@ -305,8 +316,9 @@ class SqliteSaver(BaseCheckpointSaver):
                 (target, source),
             )
             conn.execute(
-                "INSERT INTO waypoint_threads SELECT ?, ns, head, ? FROM waypoint_threads "
-                "WHERE thread_id = ?", (target, time.time(), source),
+                "INSERT INTO waypoint_threads (thread_id, ns, head, touched_at, seq) "
+                f"SELECT ?, ns, head, ?, {_NEXT_SEQ} + seq FROM waypoint_threads "
+                "WHERE thread_id = ? ORDER BY seq", (target, time.time(), source),
             )
 
     def sweep(self, ttl_seconds: float, *, now: float | None = None) -> list[str]:
@@ -368,19 +380,25 @@ class SqliteSaver(BaseCheckpointSaver):
     ) -> Iterator[CheckpointTuple]:
         self._ensure()
         before_id = ((before or {}).get("configurable") or {}).get("checkpoint_id")
-        query = "SELECT thread_id, ns, id, metadata FROM waypoint_checkpoints WHERE 1 = 1"
+        query = "SELECT c.thread_id, c.ns, c.id, c.metadata FROM waypoint_checkpoints c"
         params: list[Any] = []
-        if config is not None:
+        if config is None:  # threads, then their namespaces, in creation order (as memory)
+            query += (" JOIN (SELECT thread_id, ns, seq, min(seq) OVER (PARTITION BY thread_id)"
+                      " AS tseq FROM waypoint_threads) t"
+                      " ON t.thread_id = c.thread_id AND t.ns = c.ns WHERE 1 = 1")
+            order = " ORDER BY t.tseq, t.seq, c.id DESC"
+        else:
             thread_id, ns, checkpoint_id = thread_of(config)
-            query += " AND thread_id = ? AND ns = ?"
+            query += " WHERE c.thread_id = ? AND c.ns = ?"
             params += [thread_id, ns]
             if checkpoint_id:
-                query += " AND id = ?"
+                query += " AND c.id = ?"
                 params.append(checkpoint_id)
+            order = " ORDER BY c.id DESC"
         if before_id is not None:
-            query += " AND id < ?"
+            query += " AND c.id < ?"
             params.append(before_id)
-        query += " ORDER BY thread_id, ns, id DESC" if config is None else " ORDER BY id DESC"
+        query += order
         selected: list[CheckpointTuple] = []
         with self._lock:
             for thread_id, ns, cid, metadata in self.conn.execute(query, params).fetchall():
