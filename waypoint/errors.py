@@ -64,3 +64,15 @@ class ParentCommand(GraphBubbleUp):
     def __init__(self, command: Any) -> None:
         super().__init__(command)
         self.command = command
+
+
+class TransientError(WaypointError):
+    """A failure that may pass if the same call is tried again later (timeouts, 429, 5xx).
+
+    `retry_after` is the wait a server asked for, in seconds, when it named one."""
+
+    retry_after: float | None = None
+
+
+class PermanentError(WaypointError):
+    """A failure that the same call will hit again: retrying it only wastes time and money."""

@@ -127,6 +127,16 @@ def streaming_tokens() -> bool:
     return sink is not None and (sink.wants("messages") or sink.wants("events"))
 
 
+def call_scope() -> dict[str, Any]:
+    """Who is calling a model: thread, run and node of the running task ({} outside a run)."""
+    runtime = _RUNTIME.get()
+    if runtime is None:
+        return {}
+    loop = runtime.loop
+    return {"thread_id": None if loop.thread_id is None else str(loop.thread_id),
+            "run_id": loop.run_id, "node": runtime.task.name}
+
+
 def on_model_start(name: str, messages: Any) -> str | None:
     runtime = _RUNTIME.get()
     if runtime is None or runtime.loop.sink is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -84,6 +85,8 @@ class RunLoop:
         self.sink = sink
         self.ns = ns
         self.thread_id = configurable.get("thread_id")
+        # Tags model usage with the invocation; nested graphs inherit it via task_config.
+        self.run_id = str(self.config.get("run_id") or uuid.uuid4())
         if saver is not None and self.thread_id is None:
             raise ValueError(
                 "this graph has a checkpointer, so each run needs a thread: pass "
@@ -580,6 +583,7 @@ class RunLoop:
             configurable["checkpoint_id"] = self.checkpoint_id
         config = dict(self.config)
         config["configurable"] = configurable
+        config["run_id"] = self.run_id
         config["metadata"] = {**(self.config.get("metadata") or {}), **self.task_metadata(task)}
         return config
 

@@ -1,66 +1,128 @@
-"""`ScriptedChatModel`: deterministic replies, streamed token by token, for tests and demos."""
+"""`ScriptedModel`: a deterministic chat model for tests and examples' tests.
+
+It answers from a script: text, tool calls, errors to raise, latency to add; or a function
+of the request. Replies stream word by word like a real model's tokens, and report usage
+(counted in words unless the script says otherwise), so the whole model seam can be
+exercised without a model.
+"""
 
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from ..engine.context import on_model_end, on_model_start, on_model_token, streaming_tokens
-from ..messages import AIMessage, AIMessageChunk, new_message_id
+from ..usage import Usage
+from .base import ChatModel, ModelDelta, ModelRequest
 
 _TOKEN = re.compile(r"\s*\S+|\s+")
 
 
-class ScriptedChatModel:
-    """Answers with the scripted `responses` in order (cycling), streaming each as tokens."""
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One scripted answer. `error` is raised instead of answering (after `latency`)."""
 
-    def __init__(self, responses: Sequence[str], *, name: str = "scripted") -> None:
+    text: str = ""
+    tool_calls: Sequence[dict[str, Any]] = ()
+    finish_reason: str = "stop"
+    usage: Usage | None = None
+    latency: float = 0.0
+    error: BaseException | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Script = str | dict | Reply | BaseException | Callable[[ModelRequest], Any]
+
+
+def _as_reply(item: Any) -> Reply:
+    if isinstance(item, Reply):
+        return item
+    if isinstance(item, str):
+        return Reply(item)
+    if isinstance(item, BaseException):
+        return Reply(error=item)
+    if isinstance(item, dict) and ("tool_calls" in item or "text" in item):
+        calls = [{"name": c["name"], "args": c.get("args", {}),
+                  "id": c.get("id") or f"call_{i}", "type": "tool_call"}
+                 for i, c in enumerate(item.get("tool_calls", ()))]
+        return Reply(item.get("text", ""), calls, item.get("finish_reason", "stop"))
+    if isinstance(item, dict):  # a structured answer: its JSON
+        return Reply(json.dumps(item))
+    raise TypeError(f"cannot script a reply from {type(item).__name__}: {item!r}")
+
+
+class ScriptedModel(ChatModel):
+    """Answers with `responses` in order; `cycle=True` starts over when they run out."""
+
+    def __init__(self, responses: Sequence[Script], *, model: str = "scripted",
+                 cycle: bool = False, latency: float = 0.0, **options: Any) -> None:
+        super().__init__(**options)
         if not responses:
-            raise ValueError("ScriptedChatModel needs at least one response")
+            raise ValueError("ScriptedModel needs at least one response")
+        self.model = model
         self.responses = list(responses)
-        self.name = name
-        self._next = itertools.cycle(self.responses)
+        self.latency = latency
+        self._next = itertools.cycle(self.responses) if cycle else iter(self.responses)
         self._lock = threading.Lock()
-        self.calls: list[Any] = []
+        self.requests: list[ModelRequest] = []
 
-    def _reply(self, messages: Any) -> str:
-        with self._lock:
-            self.calls.append(messages)
-            return next(self._next)
+    @property
+    def calls(self) -> list[list[Any]]:
+        """The messages of every call so far, in order."""
+        return [r.messages for r in self.requests]
 
     @staticmethod
     def _tokens(text: str) -> list[str]:
         return _TOKEN.findall(text) or [text]
 
-    def invoke(self, messages: Any, **_: Any) -> AIMessage:
-        """The next reply; its tokens go to `stream_mode="messages"` if anyone listens."""
-        text = self._reply(messages)
-        message_id = new_message_id()
-        if streaming_tokens():
-            run_id = on_model_start(self.name, messages)
-            for token in self._tokens(text):
-                on_model_token(run_id, AIMessageChunk(token, id=message_id))
-            message = AIMessage(text, id=message_id)
-            on_model_end(run_id, message)
-            return message
-        return AIMessage(text, id=message_id)
+    def _take(self, request: ModelRequest) -> Reply:
+        with self._lock:
+            self.requests.append(request)
+            try:
+                item = next(self._next)
+            except StopIteration:
+                raise RuntimeError(
+                    f"ScriptedModel {self.model!r} has no reply left for call "
+                    f"{len(self.requests)} (it was given {len(self.responses)})"
+                ) from None
+        if callable(item) and not isinstance(item, BaseException):
+            item = item(request)
+        return _as_reply(item)
 
-    async def ainvoke(self, messages: Any, **kwargs: Any) -> AIMessage:
-        return self.invoke(messages, **kwargs)
+    def _stream_raw(self, request: ModelRequest) -> Iterator[ModelDelta]:
+        reply = self._take(request)
+        delay = reply.latency or self.latency
+        if delay:
+            time.sleep(delay)
+        if reply.error is not None:
+            raise reply.error
+        text = reply.text
+        if request.max_tokens is not None:
+            tokens = self._tokens(text)
+            if len(tokens) > request.max_tokens:
+                text = "".join(tokens[: request.max_tokens])
+                reply = Reply(text, reply.tool_calls, "length", reply.usage)
+        for token in self._tokens(text) if text else ():
+            yield ModelDelta(token)
+        usage = reply.usage or Usage(
+            sum(len(str(getattr(m, "content", "")).split()) for m in request.messages),
+            len(text.split()))
+        yield ModelDelta(tool_calls=list(reply.tool_calls) or None,
+                         finish_reason=reply.finish_reason, usage=usage)
 
-    def stream(self, messages: Any, **_: Any) -> Iterator[AIMessageChunk]:
-        text = self._reply(messages)
-        message_id = new_message_id()
-        run_id = on_model_start(self.name, messages)
-        for token in self._tokens(text):
-            chunk = AIMessageChunk(token, id=message_id)
-            on_model_token(run_id, chunk)
-            yield chunk
-        on_model_end(run_id, AIMessage(text, id=message_id))
 
-    async def astream(self, messages: Any, **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
-        for chunk in self.stream(messages, **kwargs):
-            yield chunk
+class ScriptedChatModel(ScriptedModel):
+    """A `ScriptedModel` that cycles through its replies (the engine tests' stand-in)."""
+
+    def __init__(self, responses: Sequence[Script], *, name: str = "scripted",
+                 **options: Any) -> None:
+        super().__init__(responses, model=name, cycle=True, **options)
+
+    @property
+    def name(self) -> str:
+        return self.model
