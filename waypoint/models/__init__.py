@@ -2,6 +2,7 @@
 
 from ..usage import Usage, UsageLedger, UsageRecord, UsageTotal
 from .base import ChatModel, ModelDelta, ModelRequest, ModelResponse
+from .cache import ResponseCache, SqliteResponseCache
 from .errors import (
     ModelConfigError,
     ModelError,
@@ -12,11 +13,15 @@ from .errors import (
     StructuredOutputError,
     TransientModelError,
 )
+from .gateway import AllModelsFailed, Gateway
 from .pricing import Price, PriceBook
+from .ratelimit import RateLimit, RateLimitExceeded
 from .scripted import Reply, ScriptedChatModel, ScriptedModel
 
 __all__ = [
+    "AllModelsFailed",
     "ChatModel",
+    "Gateway",
     "ModelConfigError",
     "ModelDelta",
     "ModelError",
@@ -27,10 +32,14 @@ __all__ = [
     "PermanentModelError",
     "Price",
     "PriceBook",
+    "RateLimit",
+    "RateLimitExceeded",
     "RateLimited",
     "Reply",
+    "ResponseCache",
     "ScriptedChatModel",
     "ScriptedModel",
+    "SqliteResponseCache",
     "StructuredOutputError",
     "TransientModelError",
     "Usage",

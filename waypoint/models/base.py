@@ -216,7 +216,9 @@ class ChatModel:
 
 class _Call:
     """One call in progress: accumulates deltas, feeds the graph's token stream, and on
-    finish builds the message and the ledger record."""
+    finish builds the message and the ledger record. `model` needs only `.model` (a name),
+    `.ledger` and `.price(usage)`: the gateway passes a stand-in naming the model that
+    answered, with no ledger (it records the call itself, with `cached`)."""
 
     __slots__ = ("chunks", "finish_reason", "message_id", "model", "request", "run_id",
                  "started", "text", "tool_calls", "usage")
