@@ -7,17 +7,22 @@ write the parent); a fork is two (lock the head, read the parent; insert and com
 head check is a conditional UPDATE (INSERT ... ON CONFLICT DO NOTHING for a new thread), so
 two writers racing on one head can never both commit. Locks are always taken thread rows
 first, then checkpoint rows, so concurrent writers cannot deadlock.
+
+Group commit: puts on the head made at the same time by one process share a transaction
+(one round trip, one COMMIT). Because a stale head makes that statement insert nothing
+rather than fail, a conflict reaches only its own caller while its neighbours commit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import inspect
 import threading
 import time
-from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from psycopg import AsyncConnection, Connection, sql
@@ -40,6 +45,8 @@ from .records import DEFAULT_SNAPSHOT_EVERY, SNAPSHOT, decode, encode, seal, uns
 _POOL_MIN, _POOL_MAX = 1, 10
 _FILTER_PAGE = 500  # rows of metadata read per round trip when list() filters in Python
 _DEPTHS_KEPT = 4096  # depth hints of the newest records this process wrote
+_GROUP_MAX = 64  # puts in one shared transaction: bounds its locks and its round trip
+_GROUP_LEADERS = 2  # batches in flight at once (per saver, or per event loop)
 
 # Applied once each, in order, in the setup transaction. `seq` keeps insertion order, which
 # is what MemorySaver lists by (newest first) and keeps when pruning. Ids are compared with
@@ -264,15 +271,105 @@ def _finish(plan: _Plan, results: list[Any]) -> Any:
     raise RuntimeError("a store plan yielded after its last batch")
 
 
-class _LoopPool:
-    """The async pool of one event loop, and the task that closes it when the loop ends."""
+@dataclass(frozen=True, slots=True)
+class GroupCommitStats:
+    """What the group committer did, to check that commits are shared (tests, tuning)."""
 
-    __slots__ = ("guard", "opened", "pool")
+    transactions: int = 0  # transactions it ran for puts on the head (a lone put: one)
+    puts: int = 0  # puts those transactions carried
+    largest: int = 0  # most puts in one transaction
+    fallbacks: int = 0  # shared transactions that failed, then retried put by put
+
+
+class _Pending:
+    """One encoded put on the head, waiting for a shared transaction, and its outcome.
+
+    `done`: committed; `error`: this put's own failure (a stale head); neither, once
+    woken: its batch failed, so its caller commits it alone. `ambiguous`: that batch's
+    fate is unknown (connection lost, leader interrupted), so a conflict naming this very
+    record as the head means the batch did commit it.
+    """
+
+    __slots__ = ("ambiguous", "args", "done", "error", "future", "key", "lead", "wake")
+
+    def __init__(self, args: dict[str, Any]) -> None:
+        self.args = args
+        self.key: tuple[str, str] = (args["t"], args["ns"])
+        self.done = False
+        self.error: BaseException | None = None
+        self.ambiguous = False
+        self.lead = False  # sync: woken to lead the next batch, not with an outcome
+        self.wake: threading.Lock | None = None  # sync: held until woken
+        self.future: asyncio.Future[None] | None = None  # async: resolved when woken
+
+
+class _Group:
+    """Puts queued for a shared transaction, and how many leaders are committing batches."""
+
+    __slots__ = ("leaders", "mutex", "queue", "tasks")
+
+    def __init__(self) -> None:
+        self.mutex = threading.Lock()  # sync group only; an async group lives on one loop
+        self.queue: list[_Pending] = []
+        self.leaders = 0  # sync: leading callers
+        self.tasks: set[asyncio.Task[None]] = set()  # async: the leader tasks
+
+    def leader_gone(self, task: asyncio.Task[None]) -> None:
+        """A leader task ended. One that ended early (cancelled as its loop closes) may
+        leave puts queued; if no leader is left, their callers commit them alone."""
+        self.tasks.discard(task)
+        if not self.tasks:
+            leftover, self.queue = self.queue, []
+            for entry in leftover:
+                _wake(entry)
+
+    def take(self, first: _Pending | None = None) -> list[_Pending]:
+        """The next batch, in queue order after `first`: at most _GROUP_MAX puts and one per
+        (thread, ns), since two puts on one head cannot both be valid (the later waits)."""
+        batch: list[_Pending] = [] if first is None else [first]
+        keys: set[tuple[str, str]] = {first.key} if first is not None else set()
+        rest: list[_Pending] = []
+        for entry in self.queue:
+            if len(batch) < _GROUP_MAX and entry.key not in keys:
+                keys.add(entry.key)
+                batch.append(entry)
+            else:
+                rest.append(entry)
+        self.queue = rest
+        return batch
+
+    def hand_over(self) -> _Pending | None:
+        """A sync leader is done: the first queued put leads next (the caller wakes it)."""
+        if not self.queue:
+            self.leaders -= 1
+            return None
+        following = self.queue.pop(0)
+        following.lead = True
+        return following
+
+
+def _by_key(entry: _Pending) -> tuple[str, str]:
+    return entry.key
+
+
+def _wake(entry: _Pending) -> None:
+    if entry.wake is not None:
+        entry.wake.release()
+    elif entry.future is not None and not entry.future.done():
+        entry.future.set_result(None)
+
+
+class _LoopPool:
+    """The async pool of one event loop, the task that closes it when the loop ends, and
+    the loop's group committer (its tasks share transactions; the futures are its own)."""
+
+    __slots__ = ("group", "guard", "opened", "pool")
 
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self.pool = pool
         self.opened = False
         self.guard: asyncio.Task[None] | None = None
+        self.group = _Group()
 
     async def close(self) -> None:
         if self.guard is not None and not self.guard.done():
@@ -351,6 +448,11 @@ class PostgresSaver(BaseCheckpointSaver):
     in the running loop; no lock serializes calls, each borrows its own connection. Pools
     made here from a conninfo string are closed by close()/aclose(); pools passed in are
     the caller's to close.
+
+    `group_commit` (on by default): puts on the head made at the same time by this
+    process's threads (or by one event loop's tasks) share one transaction and one round
+    trip; each still gets its own result, and returns only once that transaction is
+    committed. A lone put does not wait for company.
     """
 
     def __init__(
@@ -360,6 +462,7 @@ class PostgresSaver(BaseCheckpointSaver):
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
         schema: str | None = None,
         cipher: Cipher | bool | None = True,
+        group_commit: bool = True,
     ) -> None:
         if snapshot_every < 1:
             raise ValueError(f"snapshot_every must be >= 1, got {snapshot_every}")
@@ -400,6 +503,13 @@ class PostgresSaver(BaseCheckpointSaver):
         key = hashlib.blake2b(f"waypoint.setup:{schema or ''}".encode(), digest_size=8)
         self._lock_key = int.from_bytes(key.digest(), "big", signed=True)
         self._sql_cache: dict[str, str] = {}
+        self.group_commit = group_commit
+        self._group = _Group()  # the sync API's; each event loop's is on its _LoopPool
+        self._stats_lock = threading.Lock()
+        self._stats = GroupCommitStats()
+        # Test hook: called (awaited, if it returns an awaitable) by a leader before it
+        # takes its batch, so a test can hold it until the puts it wants are queued.
+        self._before_batch: Callable[[], Any] | None = None
 
     @classmethod
     def from_conn_string(
@@ -409,10 +519,11 @@ class PostgresSaver(BaseCheckpointSaver):
         snapshot_every: int = DEFAULT_SNAPSHOT_EVERY,
         schema: str | None = None,
         cipher: Cipher | bool | None = True,
+        group_commit: bool = True,
     ) -> _Opened:
         """`with`/`async with` this: opens the pools, runs setup(), closes on exit."""
         return _Opened(conn_string, {"snapshot_every": snapshot_every, "schema": schema,
-                                     "cipher": cipher})
+                                     "cipher": cipher, "group_commit": group_commit})
 
     def _sql(self, template: str) -> str:
         """`template` with this saver's (schema-qualified, quoted) table names filled in."""
@@ -437,6 +548,9 @@ class PostgresSaver(BaseCheckpointSaver):
         return self._pool
 
     async def _async_pool(self) -> AsyncConnectionPool[Any]:
+        return (await self._async_entry()).pool
+
+    async def _async_entry(self) -> _LoopPool:
         entry = self._given_apool
         if entry is None:
             loop = asyncio.get_running_loop()
@@ -459,7 +573,7 @@ class PostgresSaver(BaseCheckpointSaver):
         if not entry.opened:
             await entry.pool.open()  # idempotent; concurrent first users all wait for it
             entry.opened = True
-        return entry.pool
+        return entry
 
     async def _guard(self, loop: asyncio.AbstractEventLoop, entry: _LoopPool) -> None:
         """Close a loop's pool when the loop shuts down (asyncio.run cancels every task).
@@ -567,15 +681,68 @@ class PostgresSaver(BaseCheckpointSaver):
 
     # -- writing -----------------------------------------------------------------------
 
+    def _put_args(self, config: dict[str, Any], checkpoint: Checkpoint, metadata: dict[str, Any],
+                  parent_id: str | None, expected_head: str | None) -> dict[str, Any]:
+        thread_id, ns, _ = thread_of(config)
+        return {"t": thread_id, "ns": ns, "id": checkpoint.id, "exp": expected_head,
+                "parent": parent_id, "step": checkpoint.step, "ts": checkpoint.ts,
+                "meta": seal(metadata, self.cipher)}
+
+    def _hinted_depth(self, args: dict[str, Any]) -> tuple[bool, int | None]:
+        """(whether a put on the head knows its parent's depth without a read, that depth).
+
+        If the head check passes, the parent (the expected head) still exists, so its depth
+        may be read outside the transaction or remembered from when this process wrote it.
+        """
+        if args["parent"] is None or args["exp"] is None:
+            return True, None
+        depth = self._depths.get((args["t"], args["ns"], args["parent"]))
+        return depth is not None, depth
+
+    def _depth_stmt(self, args: dict[str, Any]) -> _Stmt:
+        return _Stmt(self._sql("SELECT depth FROM {checkpoints} WHERE thread_id = %(t)s "
+                               "AND ns = %(ns)s AND id = %(parent)s"), args)
+
+    def _depth_plan(self, args: dict[str, Any]) -> _Plan:
+        (found,) = yield _Last([self._depth_stmt(args)])
+        return found[0][0] if found else None
+
+    def _encode_into(self, args: dict[str, Any], checkpoint: Checkpoint,
+                     parent_depth: int | None) -> None:
+        """Encode before any write, so an unstorable value fails before the transaction."""
+        kind, depth, body = encode(checkpoint, parent_depth, self.snapshot_every, self.cipher)
+        args.update(kind=kind, depth=depth, body=body, now=time.time(),
+                    parent=args["parent"] if parent_depth is not None else None)
+
+    def _claim_sql(self, new_thread: bool) -> str:
+        """One statement: move the head (or claim a new thread) and insert the record only
+        if that worked. A stale head inserts nothing and is no error, so it cannot abort a
+        transaction shared with other puts."""
+        claim = (
+            "INSERT INTO {threads} (thread_id, ns, head, touched_at) VALUES (%(t)s, %(ns)s, "
+            "%(id)s, %(now)s) ON CONFLICT DO NOTHING RETURNING 1"
+            if new_thread else
+            "UPDATE {threads} SET head = %(id)s, touched_at = %(now)s WHERE thread_id = %(t)s "
+            "AND ns = %(ns)s AND head = %(exp)s RETURNING 1")
+        return self._sql(f"WITH moved AS ({claim}) {_INSERT} SELECT {_INSERT_VALUES} "
+                         f"FROM moved{_ON_CONFLICT} RETURNING 1")
+
+    def _claim_plan(self, args: dict[str, Any]) -> _Plan:
+        """Commit one encoded put on the head; the head read after it names a race's winner."""
+        inserted, head = yield _Last([
+            _Stmt(self._claim_sql(args["exp"] is None), args),
+            _Stmt(self._sql("SELECT head FROM {threads} WHERE thread_id = %(t)s "
+                            "AND ns = %(ns)s"), args),
+        ])
+        if not inserted:
+            raise CheckpointConflict(args["t"], args["exp"], head[0][0] if head else None)
+        self._remember_depth(args["t"], args["ns"], args["id"], args["depth"])
+        return make_config(args["t"], args["ns"], args["id"])
+
     def _put_plan(self, config: dict[str, Any], checkpoint: Checkpoint, metadata: dict[str, Any],
                   parent_id: str | None, expected_head: str | None) -> _Plan:
-        thread_id, ns, _ = thread_of(config)
-        args: dict[str, Any] = {
-            "t": thread_id, "ns": ns, "id": checkpoint.id, "exp": expected_head,
-            "parent": parent_id, "step": checkpoint.step, "ts": checkpoint.ts,
-            "meta": seal(metadata, self.cipher),
-        }
-        head_sql = self._sql("SELECT head FROM {threads} WHERE thread_id = %(t)s AND ns = %(ns)s")
+        args = self._put_args(config, checkpoint, metadata, parent_id, expected_head)
+        thread_id, ns = args["t"], args["ns"]
         if _is_fork(parent_id, expected_head):
             # Lock the head first (conditional UPDATE), then read the parent with a fresh
             # snapshot, so a concurrent prune cannot remove it between read and insert.
@@ -584,7 +751,8 @@ class PostgresSaver(BaseCheckpointSaver):
                 _Stmt(self._sql("UPDATE {threads} SET head = %(id)s, touched_at = %(now)s "
                                 "WHERE thread_id = %(t)s AND ns = %(ns)s AND head = %(exp)s "
                                 "RETURNING 1"), args),
-                _Stmt(self._sql("SELECT (" + head_sql + "), (SELECT depth FROM {checkpoints} "
+                _Stmt(self._sql("SELECT (SELECT head FROM {threads} WHERE thread_id = %(t)s "
+                                "AND ns = %(ns)s), (SELECT depth FROM {checkpoints} "
                                 "WHERE thread_id = %(t)s AND ns = %(ns)s AND id = %(parent)s)"),
                       args),
             ]
@@ -597,39 +765,16 @@ class PostgresSaver(BaseCheckpointSaver):
                         parent=parent_id if parent_depth is not None else None)
             yield _Last([_Stmt(self._sql(
                 f"{_INSERT} VALUES ({_INSERT_VALUES}){_ON_CONFLICT}"), args)])
-        else:
-            # The parent is the expected head (or there is none): if the head check passes,
-            # that record still exists, so its depth may be read outside the transaction or
-            # remembered. Encoding comes before any write, so an unstorable value fails
-            # here; then one statement moves the head (or claims a new thread) and inserts
-            # the record only if that worked. The head read after it names a race's winner.
-            parent_depth = None
-            if parent_id is not None and expected_head is not None:
-                parent_depth = self._depths.get((thread_id, ns, parent_id))
-                if parent_depth is None:
-                    (found,) = yield [_Stmt(self._sql(
-                        "SELECT depth FROM {checkpoints} WHERE thread_id = %(t)s "
-                        "AND ns = %(ns)s AND id = %(parent)s"), args)]
-                    parent_depth = found[0][0] if found else None
-            kind, depth, body = encode(checkpoint, parent_depth, self.snapshot_every,
-                                       self.cipher)
-            args.update(kind=kind, depth=depth, body=body, now=time.time(),
-                        parent=parent_id if parent_depth is not None else None)
-            claim = (
-                "INSERT INTO {threads} (thread_id, ns, head, touched_at) VALUES (%(t)s, %(ns)s, "
-                "%(id)s, %(now)s) ON CONFLICT DO NOTHING RETURNING 1"
-                if expected_head is None else
-                "UPDATE {threads} SET head = %(id)s, touched_at = %(now)s WHERE thread_id = %(t)s "
-                "AND ns = %(ns)s AND head = %(exp)s RETURNING 1")
-            inserted, head = yield _Last([
-                _Stmt(self._sql(f"WITH moved AS ({claim}) {_INSERT} SELECT {_INSERT_VALUES} "
-                                f"FROM moved{_ON_CONFLICT} RETURNING 1"), args),
-                _Stmt(head_sql, args),
-            ])
-            if not inserted:
-                raise CheckpointConflict(thread_id, expected_head, head[0][0] if head else None)
-        self._remember_depth(thread_id, ns, checkpoint.id, depth)
-        return make_config(thread_id, ns, checkpoint.id)
+            self._remember_depth(thread_id, ns, checkpoint.id, depth)
+            return make_config(thread_id, ns, checkpoint.id)
+        # The parent is the expected head (or there is none): one statement moves the head
+        # (or claims a new thread) and inserts the record only if that worked.
+        known, parent_depth = self._hinted_depth(args)
+        if not known:
+            (found,) = yield [self._depth_stmt(args)]
+            parent_depth = found[0][0] if found else None
+        self._encode_into(args, checkpoint, parent_depth)
+        return (yield from self._claim_plan(args))
 
     def _remember_depth(self, thread_id: str, ns: str, checkpoint_id: str, depth: int) -> None:
         depths = self._depths
@@ -647,8 +792,12 @@ class PostgresSaver(BaseCheckpointSaver):
         parent_id: str | None,
         expected_head: str | None,
     ) -> dict[str, Any]:
-        plan = self._put_plan(config, checkpoint, metadata, parent_id, expected_head)
-        return self._run(plan, tx=_is_fork(parent_id, expected_head))
+        fork = _is_fork(parent_id, expected_head)
+        if fork or not self.group_commit:
+            plan = self._put_plan(config, checkpoint, metadata, parent_id, expected_head)
+            return self._run(plan, tx=fork)
+        return self._group_put(self._prepare(config, checkpoint, metadata, parent_id,
+                                             expected_head))
 
     async def aput(
         self,
@@ -659,8 +808,276 @@ class PostgresSaver(BaseCheckpointSaver):
         parent_id: str | None,
         expected_head: str | None,
     ) -> dict[str, Any]:
-        plan = self._put_plan(config, checkpoint, metadata, parent_id, expected_head)
-        return await self._arun(plan, tx=_is_fork(parent_id, expected_head))
+        fork = _is_fork(parent_id, expected_head)
+        if fork or not self.group_commit:
+            plan = self._put_plan(config, checkpoint, metadata, parent_id, expected_head)
+            return await self._arun(plan, tx=fork)
+        return await self._agroup_put(await self._aprepare(config, checkpoint, metadata,
+                                                           parent_id, expected_head))
+
+    # -- group commit ------------------------------------------------------------------
+    #
+    # A put on the head either leads (if fewer than _GROUP_LEADERS batches are in flight)
+    # or queues. A leader commits its own put plus what is queued right now (no waiting for
+    # company) in one transaction, gives each put its outcome, hands the lead to the first
+    # put queued meanwhile, and returns. A put left without an outcome (its batch failed)
+    # is then committed alone by its own caller, so a bad put fails only itself. The async
+    # API runs the same protocol per event loop, with leader tasks.
+
+    @property
+    def stats(self) -> GroupCommitStats:
+        """Counters of the group committer (a snapshot)."""
+        with self._stats_lock:
+            return self._stats
+
+    def _count(self, puts: int) -> None:
+        with self._stats_lock:
+            s = self._stats
+            self._stats = replace(s, transactions=s.transactions + 1, puts=s.puts + puts,
+                                  largest=max(s.largest, puts))
+
+    def _count_fallback(self) -> None:
+        with self._stats_lock:
+            self._stats = replace(self._stats, fallbacks=self._stats.fallbacks + 1)
+
+    def _prepare(self, config: dict[str, Any], checkpoint: Checkpoint,
+                 metadata: dict[str, Any], parent_id: str | None,
+                 expected_head: str | None) -> _Pending:
+        """A put on the head, encoded (reading its parent's depth if not remembered)."""
+        if not self._ready:
+            self.setup()
+        args = self._put_args(config, checkpoint, metadata, parent_id, expected_head)
+        known, parent_depth = self._hinted_depth(args)
+        if not known:
+            parent_depth = self._run(self._depth_plan(args))
+        self._encode_into(args, checkpoint, parent_depth)
+        return _Pending(args)
+
+    async def _aprepare(self, config: dict[str, Any], checkpoint: Checkpoint,
+                        metadata: dict[str, Any], parent_id: str | None,
+                        expected_head: str | None) -> _Pending:
+        if not self._ready:
+            await self.asetup()
+        args = self._put_args(config, checkpoint, metadata, parent_id, expected_head)
+        known, parent_depth = self._hinted_depth(args)
+        if not known:
+            parent_depth = await self._arun(self._depth_plan(args))
+        self._encode_into(args, checkpoint, parent_depth)
+        return _Pending(args)
+
+    def _group_plan(self, batch: list[_Pending]) -> _Plan:
+        results = yield _Last([_Stmt(self._claim_sql(e.args["exp"] is None), e.args)
+                               for e in batch])
+        return [bool(rows) for rows in results]
+
+    def _heads_plan(self, entries: list[_Pending]) -> _Plan:
+        (rows,) = yield _Last([_Stmt(self._sql(
+            "SELECT h.head FROM unnest(%(t)s::text[], %(ns)s::text[]) WITH ORDINALITY "
+            "AS u(thread_id, ns, ord) LEFT JOIN {threads} h ON h.thread_id = u.thread_id "
+            "AND h.ns = u.ns ORDER BY u.ord"),
+            {"t": [e.args["t"] for e in entries], "ns": [e.args["ns"] for e in entries]})])
+        return [row[0] for row in rows]
+
+    def _settle(self, batch: list[_Pending], moved: list[bool]) -> list[_Pending]:
+        """Mark the committed puts done; return the ones whose head was stale."""
+        lost = []
+        for entry, ok in zip(batch, moved, strict=True):
+            if ok:
+                entry.done = True
+                args = entry.args
+                self._remember_depth(args["t"], args["ns"], args["id"], args["depth"])
+            else:
+                lost.append(entry)
+        return lost
+
+    @staticmethod
+    def _conflicts(lost: list[_Pending], heads: list[str | None]) -> None:
+        for entry, head in zip(lost, heads, strict=True):
+            entry.error = CheckpointConflict(entry.args["t"], entry.args["exp"], head)
+
+    def _alone_outcome(self, entry: _Pending, exc: Exception | None) -> None:
+        """Record how committing `entry` alone ended (`exc`: None if it committed)."""
+        args = entry.args
+        if (exc is None or (isinstance(exc, CheckpointConflict) and entry.ambiguous
+                            and exc.actual == args["id"])):
+            # A conflict naming this very record as the head: the batch whose fate was
+            # unknown did commit it (record ids are unique).
+            entry.done = True
+            self._remember_depth(args["t"], args["ns"], args["id"], args["depth"])
+        else:
+            entry.error = exc
+
+    def _commit_alone(self, entry: _Pending) -> None:
+        self._count(1)
+        try:
+            self._run(self._claim_plan(entry.args))
+        except Exception as exc:
+            self._alone_outcome(entry, exc)
+        else:
+            self._alone_outcome(entry, None)
+
+    def _commit_group(self, batch: list[_Pending]) -> None:
+        """Commit `batch` in one transaction and one round trip; give each put its outcome.
+
+        Statements go in (thread, ns) order, so concurrent batches lock thread rows in one
+        order and cannot deadlock each other. If the transaction fails, its puts are left
+        without an outcome and their callers commit them alone. (A connection lost around
+        the COMMIT leaves them `ambiguous`: committed or not, nobody can tell.)
+        """
+        if len(batch) == 1:
+            self._commit_alone(batch[0])
+            return
+        batch.sort(key=_by_key)
+        self._count(len(batch))
+        conn: Connection[Any] | None = None
+        settled = False
+        try:
+            with self._sync_pool().connection() as conn:
+                moved = _drive(conn, self._group_plan(batch), True)
+                if not conn.autocommit:
+                    conn.commit()  # a pool passed in: commit before anyone is told
+                lost = self._settle(batch, moved)
+                settled = True
+                if lost:
+                    self._conflicts(lost, _drive(conn, self._heads_plan(lost), False))
+        except Exception:
+            if not settled:
+                self._count_fallback()
+                for entry in batch:
+                    entry.ambiguous = conn is not None and conn.closed
+
+    def _group_put(self, entry: _Pending) -> dict[str, Any]:
+        """Commit `entry` through the group committer; its caller's result."""
+        group = self._group
+        entry.wake = threading.Lock()
+        entry.wake.acquire()
+        with group.mutex:
+            lead = group.leaders < _GROUP_LEADERS
+            if lead:
+                group.leaders += 1
+            else:
+                group.queue.append(entry)
+        if not lead:
+            try:
+                entry.wake.acquire()  # released with an outcome, or to hand over the lead
+            except BaseException:  # interrupted while waiting (KeyboardInterrupt)
+                with group.mutex:
+                    if entry in group.queue:  # not taken: withdrawn, nothing written
+                        group.queue.remove(entry)
+                    following = group.hand_over() if entry.lead else None
+                if following is not None:
+                    _wake(following)
+                raise
+            lead = entry.lead
+        if lead:
+            self._lead(entry)
+        if not entry.done and entry.error is None:
+            self._commit_alone(entry)  # its batch failed (or was interrupted)
+        if entry.error is not None:
+            error, entry.error = entry.error, None
+            raise error
+        return make_config(entry.args["t"], entry.args["ns"], entry.args["id"])
+
+    def _lead(self, me: _Pending) -> None:
+        group = self._group
+        batch: list[_Pending] = [me]
+        finished = False
+        try:
+            if self._before_batch is not None:
+                self._before_batch()
+            with group.mutex:
+                batch = group.take(me)
+            self._commit_group(batch)
+            finished = True
+        finally:
+            with group.mutex:
+                following = group.hand_over()
+            for entry in batch:
+                if not finished:  # interrupted in flight: the batch may have committed
+                    entry.ambiguous = True
+                if entry is not me:
+                    _wake(entry)
+            if following is not None:
+                _wake(following)
+
+    async def _acommit_alone(self, entry: _Pending) -> None:
+        self._count(1)
+        try:
+            await self._arun(self._claim_plan(entry.args))
+        except Exception as exc:
+            self._alone_outcome(entry, exc)
+        else:
+            self._alone_outcome(entry, None)
+
+    async def _acommit_group(self, batch: list[_Pending]) -> None:
+        """The async twin of `_commit_group`."""
+        if len(batch) == 1:
+            await self._acommit_alone(batch[0])
+            return
+        batch.sort(key=_by_key)
+        self._count(len(batch))
+        conn: AsyncConnection[Any] | None = None
+        settled = False
+        try:
+            async with (await self._async_pool()).connection() as conn:
+                moved = await _adrive(conn, self._group_plan(batch), True)
+                if not conn.autocommit:
+                    await conn.commit()
+                lost = self._settle(batch, moved)
+                settled = True
+                if lost:
+                    self._conflicts(lost, await _adrive(conn, self._heads_plan(lost), False))
+        except Exception:
+            if not settled:
+                self._count_fallback()
+                for entry in batch:
+                    entry.ambiguous = conn is not None and conn.closed
+
+    async def _agroup_put(self, entry: _Pending) -> dict[str, Any]:
+        """The async twin of `_group_put`: this loop's leader tasks commit the batches."""
+        loop = asyncio.get_running_loop()
+        group = (await self._async_entry()).group
+        entry.future = loop.create_future()
+        group.queue.append(entry)
+        if len(group.tasks) < _GROUP_LEADERS:
+            task = loop.create_task(self._alead(group), name="waypoint-group-commit")
+            group.tasks.add(task)
+            task.add_done_callback(group.leader_gone)
+        try:
+            await entry.future
+        except asyncio.CancelledError:
+            if entry in group.queue:  # not sent yet: withdrawn, nothing written
+                group.queue.remove(entry)
+            raise
+        if not entry.done and entry.error is None:
+            await self._acommit_alone(entry)
+        if entry.error is not None:
+            error, entry.error = entry.error, None
+            raise error
+        return make_config(entry.args["t"], entry.args["ns"], entry.args["id"])
+
+    async def _alead(self, group: _Group) -> None:
+        """A leader task of one event loop: commits batches until the queue is empty."""
+        batch: list[_Pending] = []
+        try:
+            while group.queue:
+                if self._before_batch is not None:
+                    waited = self._before_batch()
+                    if inspect.isawaitable(waited):
+                        await waited
+                batch = group.take()
+                if batch:
+                    await self._acommit_group(batch)
+                for entry in batch:
+                    _wake(entry)
+                batch = []
+            # Leave the set with no await since the queue was seen empty: whoever queues
+            # a put next sees a free place and starts a leader.
+            group.tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+        finally:
+            for entry in batch:  # interrupted in flight: the batch may have committed
+                entry.ambiguous = True
+                _wake(entry)
 
     def _put_writes_plan(self, config: dict[str, Any], writes: Sequence[PendingWrite]) -> _Plan:
         thread_id, ns, checkpoint_id = thread_of(config)
