@@ -1,11 +1,12 @@
 #!/usr/bin/env python
 """A support-ticket router: classify a ticket, route it to a team, draft the reply.
 
-    classify ──route──► billing_team | technical_team | general_team ──► END
+    classify ──ROUTES──► on_call | billing_team | technical_team | general_team ──► END
 
 ``classify`` asks the model for a structured answer (category and priority from fixed
-lists, a one-line reason), so the route is a plain lookup a program can trust. High
-priority technical tickets go to the on-call engineer instead of the queue.
+lists, a one-line reason), so routing is data a program can trust: ``ROUTES`` is a
+``waypoint.graph.Router`` (field, operator, value -> node), printable with ``--routes``
+and storable as JSON. High-priority technical tickets page the on-call engineer.
 
     python examples/support_router.py "I was charged twice this month"
     python examples/support_router.py --eval      # accuracy on examples/data/support_tickets.jsonl
@@ -28,6 +29,7 @@ from typing import Any, Literal, TypedDict
 from pydantic import BaseModel, Field
 
 from waypoint import END, START, StateGraph
+from waypoint.graph import Condition, Route, Router, all_of
 from waypoint.messages import HumanMessage, SystemMessage
 from waypoint.models import ChatModel, ScriptedModel, UsageLedger
 
@@ -58,7 +60,13 @@ class TicketState(TypedDict, total=False):
 
 CLASSIFY = ("You triage customer support tickets. Pick the category and the priority of "
             "the ticket and give a one-line reason. Answer in JSON.")
-TEAMS = {"billing": "billing_team", "technical": "technical_team", "general": "general_team"}
+TEAMS = ("on_call", "billing_team", "technical_team", "general_team")
+ROUTES = Router([
+    Route(all_of(Condition("category", "==", "technical"), Condition("priority", "==", "high")),
+          to="on_call", name="outage"),
+    Route(Condition("category", "==", "billing"), to="billing_team", name="billing"),
+    Route(Condition("category", "==", "technical"), to="technical_team", name="technical"),
+], default="general_team")
 
 
 def build_graph(model: ChatModel, checkpointer: Any = None):
@@ -69,19 +77,15 @@ def build_graph(model: ChatModel, checkpointer: Any = None):
         return {"category": answer.category, "priority": answer.priority,
                 "reason": answer.reason.strip()}
 
-    def route(state: TicketState) -> str:
-        return TEAMS[state["category"]]
-
     def team(name: str, reply: str):
         def respond(state: TicketState) -> dict:
-            who = name
-            if name == "technical" and state["priority"] == "high":
-                who = "technical (on-call engineer paged)"
-            return {"team": who, "reply": reply}
+            return {"team": name, "reply": reply}
         return respond
 
     builder = StateGraph(TicketState)
     builder.add_node("classify", classify)
+    builder.add_node("on_call", team(
+        "technical (on-call engineer paged)", "An engineer is on it now; updates follow here."))
     builder.add_node("billing_team", team(
         "billing", "Our billing team will review your account and reply within one day."))
     builder.add_node("technical_team", team(
@@ -89,8 +93,8 @@ def build_graph(model: ChatModel, checkpointer: Any = None):
     builder.add_node("general_team", team(
         "general", "Thanks for reaching out; a member of our team will get back to you."))
     builder.add_edge(START, "classify")
-    builder.add_conditional_edges("classify", route, list(TEAMS.values()))
-    for node in TEAMS.values():
+    builder.add_conditional_edges("classify", ROUTES)
+    for node in TEAMS:
         builder.add_edge(node, END)
     return builder.compile(checkpointer=checkpointer)
 
@@ -152,9 +156,13 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"score the labelled set ({DATA.name})")
     parser.add_argument("--model", choices=("local", "local-small", "openai", "scripted"),
                         default=os.environ.get("WAYPOINT_MODEL", "local"))
+    parser.add_argument("--routes", action="store_true", help="print the routing table")
     parser.add_argument("--base-url", default=os.environ.get("WAYPOINT_MODEL_URL"))
     parser.add_argument("--model-name", default=os.environ.get("WAYPOINT_MODEL_NAME"))
     args = parser.parse_args(argv)
+    if args.routes:
+        print(ROUTES)
+        return 0
     if not args.eval and not args.ticket:
         parser.error("give a ticket text, or --eval")
     ledger = UsageLedger()

@@ -180,7 +180,7 @@ class StateGraph:
         mapping: dict[Any, str] | None
         if path_map is None:
             mapping = None
-            declared = _literal_targets(path)
+            declared = _declared_destinations(path) or _literal_targets(path)
         elif isinstance(path_map, dict):
             mapping = dict(path_map)
             declared = tuple(dict.fromkeys(mapping.values()))
@@ -269,6 +269,14 @@ def _returns_command(fn: Callable[..., Any]) -> bool:
     if isinstance(hint, str):
         return hint.startswith("Command")
     return getattr(get_origin(hint) or hint, "__name__", "") == "Command"
+
+
+def _declared_destinations(path: Callable[..., Any]) -> tuple[str, ...] | None:
+    """Targets a router object lists itself (e.g. `Router.destinations`)."""
+    names = getattr(path, "destinations", None)
+    if isinstance(names, (list, tuple)) and names and all(isinstance(n, str) for n in names):
+        return tuple(names)
+    return None
 
 
 def _literal_targets(path: Callable[..., Any]) -> tuple[str, ...] | None:
