@@ -479,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--model", choices=("local", "local-small", "openai", "scripted"),
         default=os.environ.get("WAYPOINT_MODEL") or (
-            "openai" if os.environ.get("WAYPOINT_MODEL_URL") else "scripted"),
+            "openai" if os.environ.get("WAYPOINT_MODEL_URL") else "local"),
         help="local: embedded Qwen2.5-Coder-1.5B (default); local-small: its 0.5B sibling; "
              "openai: any OpenAI-compatible endpoint (--base-url); scripted: no model, "
              "deterministic answers")

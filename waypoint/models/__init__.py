@@ -14,14 +14,19 @@ from .errors import (
     TransientModelError,
 )
 from .gateway import AllModelsFailed, Gateway
+from .local import LocalModel
+from .openai_compat import OpenAICompatible
 from .pricing import Price, PriceBook
 from .ratelimit import RateLimit, RateLimitExceeded
 from .scripted import Reply, ScriptedChatModel, ScriptedModel
+from .structured import choose_tool
+from .weights import ensure_weights
 
 __all__ = [
     "AllModelsFailed",
     "ChatModel",
     "Gateway",
+    "LocalModel",
     "ModelConfigError",
     "ModelDelta",
     "ModelError",
@@ -29,6 +34,7 @@ __all__ = [
     "ModelResponse",
     "ModelTimeout",
     "ModelUnavailable",
+    "OpenAICompatible",
     "PermanentModelError",
     "Price",
     "PriceBook",
@@ -46,4 +52,6 @@ __all__ = [
     "UsageLedger",
     "UsageRecord",
     "UsageTotal",
+    "choose_tool",
+    "ensure_weights",
 ]
