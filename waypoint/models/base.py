@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..engine.context import (
@@ -69,6 +69,12 @@ class ModelResponse:
     model: str
     latency_s: float
     cost_usd: float | None = None
+
+    def final_chunk(self) -> AIMessageChunk:
+        """The empty chunk that closes a stream, carrying finish reason and usage."""
+        return AIMessageChunk("", id=self.message.id,
+                              response_metadata=self.message.response_metadata,
+                              usage_metadata=self.message.usage_metadata)
 
 
 _OPTIONS = frozenset(f for f in ModelRequest.__dataclass_fields__ if f != "messages")
@@ -154,10 +160,7 @@ class ChatModel:
             chunk = call.add(delta)
             if chunk is not None:
                 yield chunk
-        final = call.finish()
-        yield AIMessageChunk("", id=final.message.id,
-                             response_metadata=final.message.response_metadata,
-                             usage_metadata=final.message.usage_metadata)
+        yield call.finish().final_chunk()
 
     async def agenerate(self, messages: Any, **options: Any) -> ModelResponse:
         request = messages if isinstance(messages, ModelRequest) else self.request(
@@ -177,10 +180,7 @@ class ChatModel:
             chunk = call.add(delta)
             if chunk is not None:
                 yield chunk
-        final = call.finish()
-        yield AIMessageChunk("", id=final.message.id,
-                             response_metadata=final.message.response_metadata,
-                             usage_metadata=final.message.usage_metadata)
+        yield call.finish().final_chunk()
 
     def structured(self, messages: Any, schema: type[SchemaT], **options: Any) -> SchemaT:
         """A validated `schema` instance; see `waypoint.models.structured`."""
@@ -269,12 +269,3 @@ class _Call:
                                             latency, **call_scope()))
         return ModelResponse(message, self.usage, self.finish_reason, model.model, latency,
                              cost)
-
-
-def with_request(request: ModelRequest, **changes: Any) -> ModelRequest:
-    """A copy of `request` with some fields changed (e.g. a corrective message appended)."""
-    return replace(request, **changes)
-
-
-def as_messages(messages: Sequence[Any] | Any) -> list[Any]:
-    return coerce_messages(messages)
