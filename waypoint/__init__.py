@@ -5,7 +5,14 @@
 """
 
 from .constants import END, START
-from .engine import CompiledStateGraph, get_config, get_stream_writer, interrupt
+from .engine import (
+    CompiledStateGraph,
+    get_attempt,
+    get_config,
+    get_stream_writer,
+    heartbeat,
+    interrupt,
+)
 from .errors import (
     CheckpointConflict,
     EmptyInputError,
@@ -14,15 +21,31 @@ from .errors import (
     GraphValidationError,
     InvalidResumeError,
     InvalidUpdateError,
+    NodeTimeoutError,
+    OutputValidationError,
+    PermanentError,
+    RunTimeoutError,
+    TransientError,
 )
 from .graph import MessagesState, StateGraph, add_messages
-from .types import Command, Interrupt, PregelTask, RetryPolicy, Send, StateSnapshot
+from .types import (
+    Attempt,
+    Command,
+    Interrupt,
+    NodeError,
+    PregelTask,
+    RetryPolicy,
+    Send,
+    StateSnapshot,
+    TimeoutPolicy,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "END",
     "START",
+    "Attempt",
     "CheckpointConflict",
     "Command",
     "CompiledStateGraph",
@@ -34,13 +57,22 @@ __all__ = [
     "InvalidResumeError",
     "InvalidUpdateError",
     "MessagesState",
+    "NodeError",
+    "NodeTimeoutError",
+    "OutputValidationError",
+    "PermanentError",
     "PregelTask",
     "RetryPolicy",
+    "RunTimeoutError",
     "Send",
     "StateGraph",
     "StateSnapshot",
+    "TimeoutPolicy",
+    "TransientError",
     "add_messages",
+    "get_attempt",
     "get_config",
     "get_stream_writer",
+    "heartbeat",
     "interrupt",
 ]

@@ -76,3 +76,33 @@ class TransientError(WaypointError):
 
 class PermanentError(WaypointError):
     """A failure that the same call will hit again: retrying it only wastes time and money."""
+
+
+class NodeTimeoutError(TransientError, TimeoutError):
+    """A node attempt ran past its `timeout` (transient: the retry policy may try again)."""
+
+    def __init__(self, node: str, seconds: float, kind: str = "run_timeout") -> None:
+        what = "without progress" if kind == "idle_timeout" else "in all"
+        super().__init__(f"node {node!r} timed out after {seconds:g} s {what} ({kind})")
+        self.node = node
+        self.seconds = seconds
+        self.kind = kind
+
+
+class RunTimeoutError(PermanentError, TimeoutError):
+    """The run's deadline passed; the node that was running is abandoned, not retried."""
+
+    def __init__(self, node: str | None, deadline: float) -> None:
+        where = f" while node {node!r} was running" if node else ""
+        super().__init__(f"the run's deadline passed{where}")
+        self.node = node
+        self.deadline = deadline
+
+
+class OutputValidationError(TransientError, ValueError):
+    """A node's update failed its `validate=` check; retried like a transient failure."""
+
+    def __init__(self, node: str, errors: Any) -> None:
+        super().__init__(f"node {node!r} returned an invalid update: {errors}")
+        self.node = node
+        self.errors = errors

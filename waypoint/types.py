@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, ClassVar, Generic, Literal, NamedTuple, TypeVar
 
 from .errors import InvalidUpdateError
@@ -68,43 +69,50 @@ class Command(Generic[N]):
 
 
 def _default_retry_on(exc: BaseException) -> bool:
-    """LangGraph's default: retry unexpected errors, never the ones a retry cannot fix."""
-    if isinstance(exc, ConnectionError):
-        return True
-    permanent = (
-        ValueError, TypeError, ArithmeticError, ImportError, LookupError, NameError,
-        SyntaxError, RuntimeError, ReferenceError, StopIteration, StopAsyncIteration, OSError,
-    )
-    if isinstance(exc, permanent):
-        return False
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    if status is None:
-        status = getattr(exc, "status_code", None)
-    if isinstance(status, int):
-        return status == 429 or status >= 500
-    return True
+    """Retry what `waypoint.failures.classify` calls transient."""
+    from .failures import is_transient
+
+    return is_transient(exc)
+
+
+RetryOn = type[BaseException] | Sequence[type[BaseException]] | Callable[[BaseException], bool]
 
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """How a node's failed attempts are retried."""
+    """How a node's failed attempts are retried.
+
+    `retry_on` picks the errors worth another attempt (default: transient ones, see
+    `waypoint.failures`); `non_retryable` types are never retried whatever `retry_on`
+    says. A server's retry-after (429/503) is waited out when it is longer than the
+    backoff (`respect_retry_after`). `jitter` adds up to one second, as LangGraph does.
+    """
 
     initial_interval: float = 0.5
     backoff_factor: float = 2.0
     max_interval: float = 128.0
     max_attempts: int = 3
     jitter: bool = True
-    retry_on: type[BaseException] | Sequence[type[BaseException]] | Callable[
-        [BaseException], bool
-    ] = _default_retry_on
+    retry_on: RetryOn = _default_retry_on
+    non_retryable: tuple[type[BaseException], ...] = ()
+    respect_retry_after: bool = True
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError(f"RetryPolicy.max_attempts must be >= 1, got {self.max_attempts}")
+        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise ValueError(f"RetryPolicy.max_attempts must be an int >= 1, got "
+                             f"{self.max_attempts!r}")
         if self.initial_interval < 0 or self.max_interval < 0:
             raise ValueError("RetryPolicy intervals must be >= 0")
+        if self.backoff_factor < 1:
+            raise ValueError(f"RetryPolicy.backoff_factor must be >= 1, got {self.backoff_factor}")
+        if isinstance(self.non_retryable, type):
+            object.__setattr__(self, "non_retryable", (self.non_retryable,))
+        for item in self.non_retryable:
+            if not (isinstance(item, type) and issubclass(item, BaseException)):
+                raise TypeError(f"RetryPolicy.non_retryable takes exception types, got {item!r}")
 
-    def should_retry(self, exc: BaseException) -> bool:
+    def matches(self, exc: BaseException) -> bool:
+        """Whether this policy speaks for `exc` (used to pick one of several policies)."""
         retry_on = self.retry_on
         if isinstance(retry_on, type):
             return isinstance(exc, retry_on)
@@ -112,7 +120,12 @@ class RetryPolicy:
             return isinstance(exc, tuple(retry_on))
         return bool(retry_on(exc))
 
-    def delay(self, attempt: int) -> float:
+    def should_retry(self, exc: BaseException) -> bool:
+        if self.non_retryable and isinstance(exc, self.non_retryable):
+            return False
+        return self.matches(exc)
+
+    def delay(self, attempt: int, exc: BaseException | None = None) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based)."""
         import random
 
@@ -120,7 +133,71 @@ class RetryPolicy:
         interval = min(self.max_interval, self.initial_interval * growth)
         if self.jitter:
             interval += random.uniform(0, 1)
+        if exc is not None and self.respect_retry_after:
+            from .failures import retry_after
+
+            asked = retry_after(exc)
+            if asked is not None and asked > interval:
+                interval = asked
         return interval
+
+
+@dataclass(frozen=True, slots=True)
+class TimeoutPolicy:
+    """Time limits of one node attempt: a hard cap and/or a limit on silence.
+
+    `idle_timeout` is refreshed by progress: `heartbeat()`, a custom stream write or a
+    model token. Both apply to sync nodes too (run in a worker thread that is abandoned,
+    not killed, when it overruns: its late result is discarded).
+    """
+
+    run_timeout: float | None = None
+    idle_timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("run_timeout", "idle_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, timedelta):
+                value = value.total_seconds()
+                object.__setattr__(self, name, value)
+            if value is not None and (not isinstance(value, (int, float)) or value <= 0):
+                raise ValueError(f"TimeoutPolicy.{name} must be a positive number of seconds, "
+                                 f"got {value!r}")
+        if self.run_timeout is None and self.idle_timeout is None:
+            raise ValueError("TimeoutPolicy needs run_timeout or idle_timeout")
+
+    @classmethod
+    def coerce(cls, value: float | timedelta | TimeoutPolicy | None) -> TimeoutPolicy | None:
+        if value is None or isinstance(value, TimeoutPolicy):
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float, timedelta)):
+            raise TypeError(f"timeout must be seconds, a timedelta or a TimeoutPolicy, got "
+                            f"{type(value).__name__}")
+        return cls(run_timeout=value)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeError:
+    """What an `error_handler` receives: which node failed, with what, after how many tries."""
+
+    node: str
+    error: BaseException
+    attempts: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """The running node's attempt: number (1-based), the previous failure and its feedback.
+
+    `feedback` is the text of the previous attempt's output-validation error, meant to be
+    shown to a model so that it can correct itself (waypoint's chat models do so).
+    """
+
+    number: int = 1
+    max_attempts: int = 1
+    previous_error: BaseException | None = None
+    feedback: str | None = None
+    first_attempt_at: float | None = None
 
 
 class PregelTask(NamedTuple):

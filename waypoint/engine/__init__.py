@@ -1,6 +1,7 @@
 """Running workflows: the super-step loop, tasks, interrupts, streaming, state access."""
 
 from .compiled import CompiledStateGraph
-from .context import get_config, get_stream_writer, interrupt
+from .context import get_attempt, get_config, get_stream_writer, heartbeat, interrupt
 
-__all__ = ["CompiledStateGraph", "get_config", "get_stream_writer", "interrupt"]
+__all__ = ["CompiledStateGraph", "get_attempt", "get_config", "get_stream_writer", "heartbeat",
+           "interrupt"]

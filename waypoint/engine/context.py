@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import GraphInterrupt
-from ..types import Interrupt
+from ..errors import GraphBubbleUp, GraphInterrupt
+from ..types import Attempt, Interrupt
 
 if TYPE_CHECKING:
     from .loop import RunLoop
@@ -33,18 +34,35 @@ def interrupt_id(task_id: str, index: int) -> str:
     return hashlib.blake2b(f"{task_id}:{index}".encode(), digest_size=16).hexdigest()
 
 
+class AttemptAbandoned(GraphBubbleUp):
+    """Raised inside a node attempt that overran its time limit and was given up on."""
+
+
+_FIRST_ATTEMPT = Attempt()
+
+
 class TaskRuntime:
     """Per-task execution state that survives only for one attempt of the task."""
 
-    __slots__ = ("interrupt_index", "loop", "nested_calls", "pending_resume", "resume", "task")
+    __slots__ = ("abandoned", "attempt", "effect_index", "interrupt_index", "last_progress",
+                 "loop", "nested_calls", "pending_resume", "resume", "task")
 
-    def __init__(self, loop: RunLoop, task: Task) -> None:
+    def __init__(self, loop: RunLoop, task: Task, attempt: Attempt = _FIRST_ATTEMPT) -> None:
         self.loop = loop
         self.task = task
         self.resume: list[Any] = task.resume  # answers to this task's own interrupt() calls
         self.pending_resume: Any = task.pending_resume
         self.interrupt_index = 0
+        self.effect_index = 0
         self.nested_calls = 0
+        self.attempt = attempt
+        self.last_progress = time.monotonic()
+        self.abandoned = False  # set when a time limit gave up on this attempt
+
+    def check_alive(self) -> None:
+        """Stop an abandoned attempt at its next call into waypoint."""
+        if self.abandoned:
+            raise AttemptAbandoned(f"attempt of node {self.task.name!r} was abandoned")
 
     def take_resume(self) -> Any:
         value, self.pending_resume = self.pending_resume, NO_RESUME
@@ -72,6 +90,7 @@ def interrupt(value: Any) -> Any:
     runtime = _RUNTIME.get()
     if runtime is None:
         raise RuntimeError("interrupt() can only be called inside a node of a running graph")
+    runtime.check_alive()
     if runtime.loop.saver is None:
         raise RuntimeError(
             "interrupt() needs a checkpointer to resume from: compile(checkpointer=MemorySaver())"
@@ -102,7 +121,35 @@ def get_stream_writer() -> Callable[[Any], None]:
     sink = runtime.loop.sink
     if not sink.wants("custom"):
         return _ignore
-    return sink.custom_writer(runtime.task)
+    write = sink.custom_writer(runtime.task)
+
+    def write_and_touch(data: Any) -> None:
+        runtime.last_progress = time.monotonic()
+        write(data)
+
+    return write_and_touch
+
+
+def heartbeat() -> None:
+    """Tell the engine the running node is making progress (refreshes `idle_timeout`)."""
+    runtime = _RUNTIME.get()
+    if runtime is not None:
+        runtime.check_alive()
+        runtime.last_progress = time.monotonic()
+
+
+def get_attempt() -> Attempt:
+    """Which attempt of the running node this is, and why the previous one failed."""
+    runtime = _RUNTIME.get()
+    if runtime is None:
+        raise RuntimeError("get_attempt() can only be called inside a node of a running graph")
+    return runtime.attempt
+
+
+def retry_feedback() -> str | None:
+    """The previous attempt's validation error, for a model to correct (None outside runs)."""
+    runtime = _RUNTIME.get()
+    return None if runtime is None else runtime.attempt.feedback
 
 
 def get_config() -> dict[str, Any]:
@@ -146,7 +193,10 @@ def on_model_start(name: str, messages: Any) -> str | None:
 
 def on_model_token(run_id: str | None, chunk: Any) -> None:
     runtime = _RUNTIME.get()
-    if runtime is None or runtime.loop.sink is None:
+    if runtime is None:
+        return
+    runtime.last_progress = time.monotonic()
+    if runtime.loop.sink is None:
         return
     runtime.loop.sink.model_token(runtime.task, run_id, chunk,
                                   runtime.loop.task_metadata(runtime.task))

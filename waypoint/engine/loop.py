@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +37,7 @@ from ..errors import (
     InvalidResumeError,
     InvalidUpdateError,
     ParentCommand,
+    RunTimeoutError,
 )
 from ..graph.schema import input_to_dict
 from ..types import Command, Interrupt, Send
@@ -94,6 +96,10 @@ class RunLoop:
             )
         self.requested_id: str | None = configurable.get("checkpoint_id") if not ns else None
         self.limit = int(self.config.get("recursion_limit") or DEFAULT_RECURSION_LIMIT)
+        self.deadline_epoch = run_deadline(self.config, getattr(graph, "options", None) or {})
+        self.deadline = (None if self.deadline_epoch is None
+                         else time.monotonic() + (self.deadline_epoch - time.time()))
+        self._notes: dict[str, Any] = {}  # what this step adds to its checkpoint's metadata
         self.values: dict[str, Any] = {}
         self.barriers: dict[str, list[str]] = {}
         self.next_tasks: list[TaskRef] = []
@@ -289,6 +295,8 @@ class RunLoop:
         if not refs:
             self.status = "done"
             return None
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise RunTimeoutError(None, self.deadline_epoch or 0.0)
         nodes = self.spec.nodes
         tasks: list[Task] = []
         for index, ref in enumerate(refs):
@@ -306,7 +314,9 @@ class RunLoop:
             stored = self.pending.get(task.id)
             if stored is not None:
                 if RESULT in stored:
-                    writes, gotos = stored[RESULT]
+                    writes, gotos = stored[RESULT][:2]
+                    if len(stored[RESULT]) > 2:
+                        task.handled = stored[RESULT][2]
                     task.writes = [tuple(w) for w in writes]
                     task.gotos = list(gotos)
                     task.done = True
@@ -361,6 +371,7 @@ class RunLoop:
                         self.sink.emit("values", self.output())
             return False
         self._apply(tasks)
+        self._notes = step_notes(tasks)
         ran = tuple(t.name for t in tasks)
         self.step += 1
         if self.saver is not None:
@@ -406,6 +417,10 @@ class RunLoop:
         pushes: list[TaskRef] = []
         touched_joins: list[Any] = []
         for task in tasks:
+            if task.handled is not None:  # its error handler routes, as a node of its own
+                pulls.update((t, None) for t in task.gotos if isinstance(t, str) and t != END)
+                pushes.extend((t.node, t.arg) for t in task.gotos if isinstance(t, Send))
+                continue
             for target in edges.get(task.name, ()):
                 if target != END:
                     pulls[target] = None
@@ -442,6 +457,9 @@ class RunLoop:
             changes=channel_changes(self._before, self.values, updated) if updated else {},
         )
         metadata = {"source": source, "step": self.step, "parents": {}}
+        if self._notes:
+            metadata.update(self._notes)
+            self._notes = {}
         self.ops.append(("put", checkpoint, metadata, self.checkpoint_id, self.head))
         self.parent_id = self.checkpoint_id
         self.checkpoint_id = checkpoint_id
@@ -461,12 +479,16 @@ class RunLoop:
             record: dict[str, Any] = {}
             if task.done:
                 record[RESULT] = [[list(w) for w in task.writes], list(task.gotos)]
+                if task.handled is not None:
+                    record[RESULT].append(task.handled)
             if task.resume:
                 record[RESUME] = list(task.resume)
             if task.interrupts:
                 record[INTERRUPT] = list(task.interrupts)
             if task.error is not None:
                 record[ERROR] = error_record(task.error)
+                if task.retries:
+                    record[ERROR]["retries"] = list(task.retries)
             if record:
                 pending[task.id] = record
                 writes.extend((task.id, channel, value) for channel, value in record.items())
@@ -584,6 +606,8 @@ class RunLoop:
         config = dict(self.config)
         config["configurable"] = configurable
         config["run_id"] = self.run_id
+        if self.deadline_epoch is not None:
+            config["deadline"] = self.deadline_epoch
         config["metadata"] = {**(self.config.get("metadata") or {}), **self.task_metadata(task)}
         return config
 
@@ -660,6 +684,38 @@ def _check_last_value_conflicts(tasks: list[Task], keys: dict[str, Any]) -> None
                     f"(Annotated[type, reducer]) to combine parallel writes"
                 )
             writer[key] = task.name
+
+
+def run_deadline(config: dict[str, Any], options: dict[str, Any]) -> float | None:
+    """The run's deadline (epoch seconds): config "deadline", else now + "run_timeout"."""
+    deadline = config.get("deadline")
+    if deadline is not None:
+        if isinstance(deadline, datetime):
+            if deadline.tzinfo is None:
+                raise ValueError("config['deadline'] must be an aware datetime (with a tzinfo)")
+            return deadline.timestamp()
+        if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
+            raise TypeError(f"config['deadline'] must be epoch seconds or a datetime, got "
+                            f"{type(deadline).__name__}")
+        return float(deadline)
+    timeout = config.get("run_timeout", options.get("run_timeout"))
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ValueError(f"run_timeout must be a positive number of seconds, got {timeout!r}")
+    return time.time() + float(timeout)
+
+
+def step_notes(tasks: list[Task]) -> dict[str, Any]:
+    """Retries and handled errors of a step, for its checkpoint's metadata."""
+    notes: dict[str, Any] = {}
+    retries = [r for t in tasks for r in t.retries]
+    if retries:
+        notes["retries"] = retries
+    handled = [t.handled for t in tasks if t.handled is not None]
+    if handled:
+        notes["handled_errors"] = handled
+    return notes
 
 
 def _looks_like_id(key: Any) -> bool:

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from .context import NO_RESUME
+from .execute import arun_task, run_task
 from .loop import RunLoop
-from .task import Task, arun_task, run_task
+from .task import Task
 
 
 def _load(loop: RunLoop) -> tuple[Any, str | None]:

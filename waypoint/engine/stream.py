@@ -105,6 +105,14 @@ class StreamSink:
                 "metadata": loop.task_metadata(task), "data": data,
             })
 
+    def task_retry(self, task: Task, loop: RunLoop, record: dict[str, Any]) -> None:
+        """A failed attempt that will be retried: which, why, and after how long."""
+        modes = self.modes
+        if "tasks" in modes or "debug" in modes:
+            payload = {"id": task.id, "name": task.name, "retry": record}
+            self.emit("tasks", payload)
+            self.emit("debug", {"type": "task_retry", "step": loop.step + 1, "payload": payload})
+
     def updates_interrupt(self, interrupts: tuple[Any, ...]) -> None:
         self.emit("updates", {INTERRUPT: interrupts})
 

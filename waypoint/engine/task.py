@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import time
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from ..constants import END
-from ..errors import GraphBubbleUp, GraphInterrupt, InvalidUpdateError, ParentCommand
+from ..errors import GraphInterrupt, InvalidUpdateError, ParentCommand
 from ..graph.schema import object_to_update
 from ..types import Command, Interrupt, Send
-from .context import NO_RESUME, TaskRuntime, reset_runtime, set_runtime
+from .context import NO_RESUME
 
 if TYPE_CHECKING:
     from ..graph.spec import BranchSpec, NodeSpec
@@ -30,8 +27,9 @@ class ChildCommand(Exception):
 class Task:
     """One node execution of a super-step and its outcome."""
 
-    __slots__ = ("arg", "done", "error", "gotos", "id", "index", "interrupts", "is_push",
-                 "name", "node", "pending_resume", "resume", "update", "writes")
+    __slots__ = ("arg", "done", "error", "gotos", "handled", "id", "index", "interrupts",
+                 "is_push", "name", "node", "pending_resume", "resume", "retries", "update",
+                 "writes")
 
     def __init__(self, index: int, name: str, node: NodeSpec | None, task_id: str,
                  arg: Any = None, is_push: bool = False) -> None:
@@ -49,6 +47,8 @@ class Task:
         self.interrupts: tuple[Interrupt, ...] = ()
         self.resume: list[Any] = []
         self.pending_resume: Any = NO_RESUME
+        self.retries: list[dict[str, Any]] = []  # failed attempts that were retried
+        self.handled: dict[str, Any] | None = None  # a failure its error_handler answered
 
     def __repr__(self) -> str:
         return f"Task({self.name!r}, id={self.id!r})"
@@ -205,17 +205,7 @@ def _call_args(loop: RunLoop, task: Task) -> tuple[tuple[Any, ...], dict[str, An
     return (payload,), kwargs
 
 
-def _retry_delay(node: NodeSpec, attempt: int, exc: Exception) -> float | None:
-    """Seconds to wait before the next attempt, or None when this failure is final."""
-    if isinstance(exc, (GraphBubbleUp, ChildCommand)):
-        return None
-    policy = node.retry_policy
-    if policy is not None and attempt < policy.max_attempts and policy.should_retry(exc):
-        return policy.delay(attempt)
-    return None
-
-
-def _settle_failure(loop: RunLoop, task: Task, exc: Exception) -> None:
+def settle_signal(loop: RunLoop, task: Task, exc: Exception) -> None:
     """Record a final failure or a control signal as the task's outcome."""
     if isinstance(exc, ChildCommand):  # a nested graph routed in this graph
         try:
@@ -227,84 +217,6 @@ def _settle_failure(loop: RunLoop, task: Task, exc: Exception) -> None:
         task.interrupts = exc.interrupts
     else:
         task.error = exc
-
-
-def _call_sync(loop: RunLoop, task: Task, node: NodeSpec) -> Any:
-    if node.subgraph is not None:
-        return node.subgraph.run_as_node(loop, task)
-    if node.is_async:
-        raise TypeError(f"node {task.name!r} is async: run the graph with ainvoke/astream")
-    args, kwargs = _call_args(loop, task)
-    return node.fn(*args, **kwargs)
-
-
-async def _call_async(loop: RunLoop, task: Task, node: NodeSpec) -> Any:
-    if node.subgraph is not None:
-        return await node.subgraph.arun_as_node(loop, task)
-    args, kwargs = _call_args(loop, task)
-    if node.is_async:
-        return await node.fn(*args, **kwargs)
-    # A sync node: its body runs in a worker thread, with this task's context.
-    ctx = contextvars.copy_context()
-    return await asyncio.get_running_loop().run_in_executor(
-        loop.executor(), partial(ctx.run, node.fn, *args, **kwargs)
-    )
-
-
-def run_task(loop: RunLoop, task: Task) -> None:
-    """Run one task synchronously, under its retry policy; never raises."""
-    node = task.node
-    assert node is not None
-    if loop.sink is not None:
-        loop.sink.task_start(task, loop)
-    attempt = 0
-    while True:
-        attempt += 1
-        runtime = TaskRuntime(loop, task)
-        token = set_runtime(runtime)
-        try:
-            record_result(loop, task, _call_sync(loop, task, node))
-            task.done = True
-            task.pending_resume = runtime.pending_resume
-            break
-        except Exception as exc:
-            delay = _retry_delay(node, attempt, exc)
-            if delay is None:
-                _settle_failure(loop, task, exc)
-                break
-        finally:
-            reset_runtime(token)
-        time.sleep(delay)
-    if loop.sink is not None:
-        loop.sink.task_end(task, loop)
-
-
-async def arun_task(loop: RunLoop, task: Task) -> None:
-    """Run one task on the event loop (sync nodes in a worker thread); never raises."""
-    node = task.node
-    assert node is not None
-    if loop.sink is not None:
-        loop.sink.task_start(task, loop)
-    attempt = 0
-    while True:
-        attempt += 1
-        runtime = TaskRuntime(loop, task)
-        token = set_runtime(runtime)
-        try:
-            await _arecord(loop, task, await _call_async(loop, task, node))
-            task.done = True
-            task.pending_resume = runtime.pending_resume
-            break
-        except Exception as exc:
-            delay = _retry_delay(node, attempt, exc)
-            if delay is None:
-                _settle_failure(loop, task, exc)
-                break
-        finally:
-            reset_runtime(token)
-        await asyncio.sleep(delay)
-    if loop.sink is not None:
-        loop.sink.task_end(task, loop)
 
 
 async def _arecord(loop: RunLoop, task: Task, result: Any) -> None:

@@ -8,6 +8,14 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 from ..constants import END, NS_SEP, RESERVED, START
 from ..errors import GraphValidationError
+from .policies import (
+    apply_node_defaults,
+    check_callable,
+    check_on_doubt,
+    check_retry_policy,
+    check_timeout,
+    check_validator,
+)
 from .schema import KeySpec, StateCodec, first_param_schema, read_schema
 from .spec import BranchSpec, GraphSpec, JoinSpec, NodeSpec, call_shape
 from .validate import validate_graph
@@ -58,6 +66,7 @@ class StateGraph:
         self.edges: list[tuple[str, str]] = []
         self.joins: list[tuple[tuple[str, ...], str]] = []
         self.branches: dict[str, list[BranchSpec]] = {}
+        self._node_defaults: dict[str, Any] = {}
         self.compiled = False
 
     def _add_keys(self, schema: Any) -> None:
@@ -82,9 +91,21 @@ class StateGraph:
         defer: bool = False,
         destinations: Any = None,
         cache_policy: Any = None,
-        **policies: Any,
+        timeout: Any = None,
+        error_handler: Callable[..., Any] | None = None,
+        validate: Any = None,
+        compensate: Callable[..., Any] | None = None,
+        on_doubt: str = "ask",
     ) -> StateGraph:
-        """Add a node by name and callable, or by callable alone (named after it)."""
+        """Add a node by name and callable, or by callable alone (named after it).
+
+        Policies: `retry_policy` (a RetryPolicy or a list, first match applies),
+        `timeout` (seconds or TimeoutPolicy, per attempt, sync nodes too),
+        `error_handler(state, error)` (its return replaces the failed node's), `validate`
+        (a schema or callable checking the node's update), `compensate(state)` (undo,
+        run in reverse order when the run fails or is cancelled), `on_doubt` (what an
+        effect found in doubt after a crash does: "ask", "fail" or "retry").
+        """
         if not isinstance(node, str):
             action, node = node, _name_of(node)
         if action is None:
@@ -103,6 +124,11 @@ class StateGraph:
                 f"node {node!r}: expected a function or a compiled graph, got "
                 f"{type(action).__name__}"
             )
+        if subgraph is not None and timeout is not None:
+            raise GraphValidationError(
+                f"node {node!r}: timeout= applies to function nodes; give the subgraph's own "
+                f"nodes timeouts (or set a run deadline)"
+            )
         if input_schema is None and subgraph is None:
             input_schema = first_param_schema(action)
         if input_schema is not None:
@@ -119,10 +145,34 @@ class StateGraph:
             destinations = tuple(destinations)
         self.nodes[node] = NodeSpec(
             name=node, fn=action, is_async=is_async, wants_config=wants_config,
-            wants_writer=wants_writer, codec=codec, retry_policy=retry_policy or retry,
-            metadata=dict(metadata or {}), subgraph=subgraph, policies=dict(policies),
+            wants_writer=wants_writer, codec=codec,
+            retry_policy=check_retry_policy(node, retry_policy or retry),
+            metadata=dict(metadata or {}), subgraph=subgraph,
             destinations=tuple(destinations) if destinations else None,
+            timeout=check_timeout(node, timeout),
+            error_handler=check_callable(node, "error_handler", error_handler),
+            validate=check_validator(node, validate),
+            compensate=check_callable(node, "compensate", compensate),
+            on_doubt=check_on_doubt(node, on_doubt),
         )
+        return self
+
+    def set_node_defaults(
+        self,
+        *,
+        retry_policy: Any = None,
+        cache_policy: Any = None,
+        error_handler: Callable[..., Any] | None = None,
+        timeout: Any = None,
+    ) -> StateGraph:
+        """Policies for every node that does not set its own, applied at `compile()`."""
+        if retry_policy is not None:
+            self._node_defaults["retry_policy"] = check_retry_policy("*", retry_policy)
+        if error_handler is not None:
+            self._node_defaults["error_handler"] = check_callable("*", "error_handler",
+                                                                  error_handler)
+        if timeout is not None:
+            self._node_defaults["timeout"] = check_timeout("*", timeout)
         return self
 
     def add_sequence(
@@ -225,6 +275,7 @@ class StateGraph:
         before = _node_list(interrupt_before, self.nodes)
         after = _node_list(interrupt_after, self.nodes)
         spec = self.validate((*before, *after))
+        apply_node_defaults(spec, self._node_defaults)
         spec.interrupt_before = frozenset(before)
         spec.interrupt_after = frozenset(after)
         if name:

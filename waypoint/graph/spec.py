@@ -33,11 +33,15 @@ class NodeSpec:
     wants_config: bool
     wants_writer: bool
     codec: StateCodec
-    retry_policy: Any = None
+    retry_policy: Any = None  # a RetryPolicy or a sequence of them (first match applies)
     metadata: dict[str, Any] = field(default_factory=dict)
     subgraph: Any = None  # a compiled graph run as this node
-    policies: dict[str, Any] = field(default_factory=dict)  # issue-5 policies, kept as data
     destinations: tuple[str, ...] | None = None  # where Command(goto=...) may go, for drawing
+    timeout: Any = None  # TimeoutPolicy
+    error_handler: Callable[..., Any] | None = None
+    validate: Any = None  # a schema (pydantic model, TypedDict, dataclass) or a callable
+    compensate: Callable[..., Any] | None = None
+    on_doubt: str = "ask"  # an effect found in doubt: "ask" | "fail" | "retry"
 
 
 @dataclass(slots=True)
