@@ -1,4 +1,5 @@
-"""Durability: the store protocol, the serializer and the checkpointers."""
+"""Durability: the store protocol, the serializer, the checkpointers and the records kept
+beside checkpoints (effects, approvals, timers)."""
 
 from ..messages import (
     AIMessage,
@@ -13,6 +14,7 @@ from ..messages import (
 )
 from ..types import Interrupt, Send
 from .base import BaseCheckpointSaver, Checkpoint, CheckpointTuple
+from .durable_records import ApprovalRecord, EffectRecord, RecordStore, TimerRecord
 from .memory import InMemorySaver, MemorySaver
 from .serde import register_type
 from .sqlite import SqliteSaver
@@ -23,8 +25,9 @@ for _cls in (Message, HumanMessage, AIMessage, SystemMessage, ToolMessage, Remov
 register_type(Send, lambda s: [s.node, s.arg], lambda d: Send(d[0], d[1]))
 register_type(Interrupt)
 
-__all__ = ["BaseCheckpointSaver", "Checkpoint", "CheckpointTuple", "InMemorySaver",
-           "MemorySaver", "PostgresSaver", "SqliteSaver", "register_type"]
+__all__ = ["ApprovalRecord", "BaseCheckpointSaver", "Checkpoint", "CheckpointTuple",
+           "EffectRecord", "InMemorySaver", "MemorySaver", "PostgresSaver", "RecordStore",
+           "SqliteSaver", "TimerRecord", "register_type"]
 
 
 def __getattr__(name: str) -> object:

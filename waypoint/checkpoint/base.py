@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from .durable_records import RecordStore
+
 # A task to run from a checkpoint: (node,) triggered by edges, or (node, arg) from a Send.
 TaskRef = tuple[Any, ...]
 PendingWrite = tuple[str, str, Any]  # (task_id, channel, value)
@@ -60,8 +62,10 @@ def make_config(thread_id: str, ns: str, checkpoint_id: str | None) -> dict[str,
                              "checkpoint_id": checkpoint_id}}
 
 
-class BaseCheckpointSaver:
-    """Sync methods to implement; async ones default to them (override for real I/O)."""
+class BaseCheckpointSaver(RecordStore):
+    """Sync methods to implement; async ones default to them (override for real I/O).
+
+    Effects, approvals and timers (RecordStore) live beside the checkpoints."""
 
     def get_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
         raise NotImplementedError

@@ -18,6 +18,7 @@ from .base import (
     make_config,
     thread_of,
 )
+from .memory_records import MemoryRecords
 from .records import DEFAULT_SNAPSHOT_EVERY, SNAPSHOT, decode, encode
 
 
@@ -42,7 +43,7 @@ class _Namespace:
     touched: float = 0.0
 
 
-class MemorySaver(BaseCheckpointSaver):
+class MemorySaver(MemoryRecords, BaseCheckpointSaver):
     """Checkpoints in memory: for tests, notebooks and single-process runs."""
 
     def __init__(self, *, snapshot_every: int = DEFAULT_SNAPSHOT_EVERY) -> None:
@@ -99,6 +100,7 @@ class MemorySaver(BaseCheckpointSaver):
     def delete_thread(self, thread_id: str) -> None:
         with self._lock:
             self._threads.pop(str(thread_id), None)
+            self._drop_records([str(thread_id)])
 
     def prune(self, thread_id: str, keep_last: int = 1) -> int:
         """Keep each namespace's newest `keep_last` checkpoints; returns how many went."""
@@ -127,7 +129,8 @@ class MemorySaver(BaseCheckpointSaver):
         record.kind, record.depth, record.body, record.parent_id = SNAPSHOT, 0, body, None
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        """Fork a whole thread (every namespace, history and head) to a new thread id."""
+        """Fork a whole thread (every namespace, history and head) to a new thread id.
+        Its effects, approvals and timers are not copied: they belong to the original run."""
         with self._lock:
             source = self._threads.get(str(source_thread_id))
             if source is None:
@@ -152,6 +155,7 @@ class MemorySaver(BaseCheckpointSaver):
                        if max((s.touched for s in spaces.values()), default=0) < cutoff]
             for thread_id in expired:
                 del self._threads[thread_id]
+            self._drop_records(expired)
         return expired
 
     # -- reading -----------------------------------------------------------------------

@@ -40,6 +40,7 @@ from .base import (
     thread_of,
 )
 from .crypto import Cipher
+from .postgres_records import RECORD_TABLES, PostgresRecords
 from .records import DEFAULT_SNAPSHOT_EVERY, SNAPSHOT, decode, encode, seal, unseal
 
 _POOL_MIN, _POOL_MAX = 1, 10
@@ -77,6 +78,7 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
             PRIMARY KEY (thread_id, ns, id))""",
         "CREATE INDEX waypoint_checkpoints_list_idx ON {checkpoints} (thread_id, ns, seq DESC)",
     )),
+    (2, RECORD_TABLES),  # effects, approvals and timers (postgres_records.py)
 )
 
 # Records named by `sel` (thread_id, ns, id, ord) plus their ancestors back to the nearest
@@ -441,7 +443,7 @@ class _Opened:
             self._saver = None
 
 
-class PostgresSaver(BaseCheckpointSaver):
+class PostgresSaver(PostgresRecords, BaseCheckpointSaver):
     """Checkpoints in PostgreSQL (psycopg 3): durable, shared by processes, safe under races.
 
     Sync methods use a ConnectionPool, async ones an AsyncConnectionPool opened on first use
@@ -495,7 +497,8 @@ class PostgresSaver(BaseCheckpointSaver):
         self._ready = False
         self._closed = False
         names = {"threads": "waypoint_threads", "checkpoints": "waypoint_checkpoints",
-                 "migrations": "waypoint_migrations"}
+                 "migrations": "waypoint_migrations", "effects": "waypoint_effects",
+                 "approvals": "waypoint_approvals", "timers": "waypoint_timers"}
         self._names = {
             key: (sql.Identifier(schema, name) if schema else sql.Identifier(name)).as_string()
             for key, name in names.items()
@@ -1114,6 +1117,7 @@ class PostgresSaver(BaseCheckpointSaver):
             self._lock_thread(args),
             _Stmt(self._sql("DELETE FROM {threads} WHERE thread_id = %(t)s"), args),
             _Stmt(self._sql("DELETE FROM {checkpoints} WHERE thread_id = %(t)s"), args),
+            *self._record_deletes("thread_id = %(t)s", args),
         ])
 
     def delete_thread(self, thread_id: str) -> None:
@@ -1185,7 +1189,8 @@ class PostgresSaver(BaseCheckpointSaver):
         ])
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        """Fork a whole thread (every namespace, history and head) to a new thread id."""
+        """Fork a whole thread (every namespace, history and head) to a new thread id.
+        Its effects, approvals and timers are not copied: they belong to the original run."""
         try:
             self._run(self._copy_plan(source_thread_id, target_thread_id), tx=True)
         except UniqueViolation:  # the target was created while we copied
@@ -1218,6 +1223,7 @@ class PostgresSaver(BaseCheckpointSaver):
                 _Stmt(self._sql("DELETE FROM {threads} WHERE thread_id = ANY(%(ids)s)"), args),
                 _Stmt(self._sql("DELETE FROM {checkpoints} WHERE thread_id = ANY(%(ids)s)"),
                       args),
+                *self._record_deletes("thread_id = ANY(%(ids)s)", args),
             ])
         return expired
 

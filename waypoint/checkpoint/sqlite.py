@@ -21,6 +21,7 @@ from .base import (
 )
 from .crypto import Cipher
 from .records import DEFAULT_SNAPSHOT_EVERY, SNAPSHOT, decode, encode, seal, unseal
+from .sqlite_records import RECORD_TABLES, SqliteRecords
 
 # Each migration runs once, in order, inside one transaction; the applied versions are
 # recorded so setup() is idempotent and safe from several processes at once.
@@ -57,6 +58,8 @@ _MIGRATIONS: tuple[tuple[int, str], ...] = (
         WHERE waypoint_threads.thread_id = ranked.thread_id AND waypoint_threads.ns = ranked.ns;
         CREATE INDEX waypoint_threads_seq ON waypoint_threads (seq);
     """),
+    # Effects, approvals and timers beside the checkpoints (sqlite_records.py).
+    (3, RECORD_TABLES),
 )
 
 _NEXT_SEQ = "(SELECT coalesce(max(seq), 0) + 1 FROM waypoint_threads)"
@@ -75,7 +78,7 @@ SELECT id, parent_id, step, ts, kind, body, metadata, writes FROM chain ORDER BY
 """
 
 
-class SqliteSaver(BaseCheckpointSaver):
+class SqliteSaver(SqliteRecords, BaseCheckpointSaver):
     """Checkpoints in a SQLite file (WAL, synchronous=FULL): durable across crashes."""
 
     def __init__(self, conn: sqlite3.Connection | str, *,
@@ -263,6 +266,7 @@ class SqliteSaver(BaseCheckpointSaver):
         with self._write() as conn:
             conn.execute("DELETE FROM waypoint_checkpoints WHERE thread_id = ?", (str(thread_id),))
             conn.execute("DELETE FROM waypoint_threads WHERE thread_id = ?", (str(thread_id),))
+            self._delete_records(conn, [str(thread_id)])
 
     def prune(self, thread_id: str, keep_last: int = 1) -> int:
         if keep_last < 1:
@@ -302,6 +306,7 @@ class SqliteSaver(BaseCheckpointSaver):
         )
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        """Fork a thread's checkpoints; its effects, approvals and timers are not copied."""
         source, target = str(source_thread_id), str(target_thread_id)
         with self._write() as conn:
             if not conn.execute("SELECT 1 FROM waypoint_threads WHERE thread_id = ?",
@@ -330,6 +335,7 @@ class SqliteSaver(BaseCheckpointSaver):
             for thread_id in expired:
                 conn.execute("DELETE FROM waypoint_checkpoints WHERE thread_id = ?", (thread_id,))
                 conn.execute("DELETE FROM waypoint_threads WHERE thread_id = ?", (thread_id,))
+            self._delete_records(conn, expired)
         return expired
 
     # -- reading -----------------------------------------------------------------------
