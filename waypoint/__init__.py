@@ -7,6 +7,8 @@
 from .constants import END, START
 from .engine import (
     CompiledStateGraph,
+    aeffect,
+    effect,
     get_attempt,
     get_config,
     get_stream_writer,
@@ -15,6 +17,7 @@ from .engine import (
 )
 from .errors import (
     CheckpointConflict,
+    EffectInDoubt,
     EmptyInputError,
     GraphInterrupt,
     GraphRecursionError,
@@ -49,6 +52,7 @@ __all__ = [
     "CheckpointConflict",
     "Command",
     "CompiledStateGraph",
+    "EffectInDoubt",
     "EmptyInputError",
     "GraphInterrupt",
     "GraphRecursionError",
@@ -70,6 +74,8 @@ __all__ = [
     "TimeoutPolicy",
     "TransientError",
     "add_messages",
+    "aeffect",
+    "effect",
     "get_attempt",
     "get_config",
     "get_stream_writer",

@@ -106,3 +106,16 @@ class OutputValidationError(TransientError, ValueError):
         super().__init__(f"node {node!r} returned an invalid update: {errors}")
         self.node = node
         self.errors = errors
+
+
+class EffectInDoubt(PermanentError):
+    """An effect started but its outcome was never recorded, and its node chose not to guess."""
+
+    def __init__(self, name: str, key: str, started_at: float | None = None) -> None:
+        super().__init__(
+            f"effect {name!r} (idempotency key {key}) was started but its outcome was never "
+            f"recorded: it may or may not have happened, so it is not run again"
+        )
+        self.name = name
+        self.key = key
+        self.started_at = started_at

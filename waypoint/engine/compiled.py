@@ -20,6 +20,7 @@ from . import state_api
 from .context import NO_RESUME, ResumeMap, current_runtime, interrupt_id
 from .loop import RunLoop
 from .runner import arun, iter_sync
+from .saga import compensate_run, has_compensations
 from .stream import StreamSink, normalize_modes, shape
 from .task import ChildCommand, Task
 
@@ -317,6 +318,35 @@ class CompiledStateGraph:
         runtime = current_runtime()
         return await self._ainvoke_nested(task.arg if task.is_push else self._node_input(parent),
                                           runtime)
+
+    # -- ending a thread ---------------------------------------------------------------
+
+    def cancel(self, config: dict[str, Any], *, reason: str = "cancelled") -> dict[str, Any]:
+        """Stop a paused or failed thread for good, compensating its completed steps.
+
+        Returns the summary also stored in the final checkpoint's metadata
+        ("compensation": what was compensated, what could not be, in which order).
+        """
+        saver = self._require_saver()
+        loop = self._loop(None, config, None)
+        saved = saver.get_tuple(loop.load_config())
+        if saved is None:
+            raise ValueError(f"thread {loop.thread_id!r} has no checkpoint: nothing to cancel")
+        if not saved.checkpoint.next_tasks:
+            raise ValueError(f"thread {loop.thread_id!r} has finished: nothing to cancel")
+        loop.begin(saved, saver.head_id(str(loop.thread_id), loop.ns))
+        try:
+            if has_compensations(loop):
+                return compensate_run(loop, reason, source="cancel")
+            summary = {"reason": reason, "compensated": [], "failed": [], "order": []}
+            loop.close_run(summary, source="cancel")
+            return summary
+        finally:
+            loop.close()
+
+    async def acancel(self, config: dict[str, Any], *, reason: str = "cancelled"
+                      ) -> dict[str, Any]:
+        return await asyncio.to_thread(self.cancel, config, reason=reason)
 
     # -- state ---------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ from ..errors import (
 from ..graph.schema import input_to_dict
 from ..types import Command, Interrupt, Send
 from .context import NO_RESUME, ResumeMap
+from .saga import SAGA, saga_entries
 from .task import Task, resolve_branch, route
 from .task_errors import error_from_record, error_record
 
@@ -100,6 +101,8 @@ class RunLoop:
         self.deadline = (None if self.deadline_epoch is None
                          else time.monotonic() + (self.deadline_epoch - time.time()))
         self._notes: dict[str, Any] = {}  # what this step adds to its checkpoint's metadata
+        self.effect_memo: dict[str, Any] = {}  # effect results of a run without a store
+        self.saga_log: list[dict[str, Any]] = []  # compensable steps of a run without a store
         self.values: dict[str, Any] = {}
         self.barriers: dict[str, list[str]] = {}
         self.next_tasks: list[TaskRef] = []
@@ -372,6 +375,8 @@ class RunLoop:
             return False
         self._apply(tasks)
         self._notes = step_notes(tasks)
+        if self.saver is None and SAGA in self._notes:
+            self.saga_log.extend(self._notes[SAGA])
         ran = tuple(t.name for t in tasks)
         self.step += 1
         if self.saver is not None:
@@ -496,6 +501,25 @@ class RunLoop:
         self.resume_by_task = {}
         if self.saver is not None and self.checkpoint_id is not None:
             self.ops.append(("put_writes", writes, self.checkpoint_id))
+
+    def close_run(self, summary: dict[str, Any], source: str = "compensation") -> None:
+        """End the run for good: a final checkpoint with nothing left to run."""
+        self.next_tasks = []
+        self.barriers = {}
+        self.status = "done"
+        if self.saver is None:
+            return
+        self.step += 1
+        self._notes = {"compensation": summary}
+        self._updated = ()
+        self._commit(source=source, updated=(), ran=())
+        if self.durability == "sync":
+            self.flush()
+        else:
+            self.persist(final=True)
+
+    def load_config_at_head(self) -> dict[str, Any]:
+        return self._config_at(self.head)
 
     # -- store operations ----------------------------------------------------------------
 
@@ -715,6 +739,12 @@ def step_notes(tasks: list[Task]) -> dict[str, Any]:
     handled = [t.handled for t in tasks if t.handled is not None]
     if handled:
         notes["handled_errors"] = handled
+    effects = [e for t in tasks for e in t.effects]
+    if effects:
+        notes["effects"] = effects
+    saga = saga_entries(tasks)
+    if saga:
+        notes[SAGA] = saga
     return notes
 
 

@@ -7,9 +7,11 @@ import contextvars
 from collections.abc import Iterator
 from typing import Any
 
+from ..errors import GraphRecursionError, RunTimeoutError
 from .context import NO_RESUME
 from .execute import arun_task, run_task
 from .loop import RunLoop
+from .saga import compensate_run, has_compensations
 from .task import Task
 
 
@@ -69,10 +71,13 @@ def iter_sync(loop: RunLoop, loaded: tuple[Any, str | None] | None = None,
                 break
         loop.persist(final=True)
         if loop.error is not None:
+            _compensate(loop, loop.error)
             raise loop.error
-    except Exception:
+    except Exception as exc:
         if loop.ops and loop.durability != "sync":  # keep what a deferred mode still holds
             loop.persist(final=True)
+        if exc is not loop.error and isinstance(exc, _FAILS_RUN):
+            _compensate(loop, exc)
         raise
     finally:
         loop.close()
@@ -100,10 +105,33 @@ async def arun(loop: RunLoop, loaded: tuple[Any, str | None] | None = None,
                 break
         await loop.apersist(final=True)
         if loop.error is not None:
+            await asyncio.to_thread(_compensate, loop, loop.error)
             raise loop.error
-    except Exception:
+    except Exception as exc:
         if loop.ops and loop.durability != "sync":
             await loop.apersist(final=True)
+        if exc is not loop.error and isinstance(exc, _FAILS_RUN):
+            await asyncio.to_thread(_compensate, loop, exc)
         raise
     finally:
         loop.close()
+
+
+# Failures that end a run before its state changed (a task's own failure is loop.error).
+_FAILS_RUN = (RunTimeoutError, GraphRecursionError)
+
+
+def _compensate(loop: RunLoop, error: BaseException) -> None:
+    """Undo the run's completed steps when its graph declares compensations."""
+    if not has_compensations(loop):
+        return
+    summary = compensate_run(loop, f"{type(error).__name__}: {error}")
+    if not loop.ns:  # the root run's summary; nested graphs add their notes only
+        try:
+            error.compensation = summary  # type: ignore[attr-defined]
+        except AttributeError:
+            pass
+    done = ", ".join(summary["compensated"]) or "nothing"
+    failed = ", ".join(f["node"] for f in summary["failed"])
+    error.add_note(f"waypoint compensated: {done}" + (f"; could not compensate: {failed}"
+                                                      if failed else ""))

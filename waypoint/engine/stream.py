@@ -113,6 +113,14 @@ class StreamSink:
             self.emit("tasks", payload)
             self.emit("debug", {"type": "task_retry", "step": loop.step + 1, "payload": payload})
 
+    def effect(self, task: Task, loop: RunLoop, entry: dict[str, Any]) -> None:
+        """An effect ran, was reused from its record, or was found in doubt."""
+        modes = self.modes
+        if "tasks" in modes or "debug" in modes:
+            payload = {"id": task.id, "name": task.name, "effect": entry}
+            self.emit("tasks", payload)
+            self.emit("debug", {"type": "effect", "step": loop.step + 1, "payload": payload})
+
     def updates_interrupt(self, interrupts: tuple[Any, ...]) -> None:
         self.emit("updates", {INTERRUPT: interrupts})
 

@@ -27,7 +27,8 @@ class ChildCommand(Exception):
 class Task:
     """One node execution of a super-step and its outcome."""
 
-    __slots__ = ("arg", "done", "error", "gotos", "handled", "id", "index", "interrupts",
+    __slots__ = ("arg", "done", "effects", "error", "gotos", "handled", "id", "index",
+                 "interrupts",
                  "is_push", "name", "node", "pending_resume", "resume", "retries", "update",
                  "writes")
 
@@ -49,6 +50,7 @@ class Task:
         self.pending_resume: Any = NO_RESUME
         self.retries: list[dict[str, Any]] = []  # failed attempts that were retried
         self.handled: dict[str, Any] | None = None  # a failure its error_handler answered
+        self.effects: list[dict[str, Any]] = []  # effects it ran or reused, for metadata
 
     def __repr__(self) -> str:
         return f"Task({self.name!r}, id={self.id!r})"
