@@ -66,6 +66,15 @@ class ParentCommand(GraphBubbleUp):
         self.command = command
 
 
+class RouteTo(GraphBubbleUp):
+    """Drop the running node's result and send the run to `node` (an approval timing out)."""
+
+    def __init__(self, node: str, reason: str) -> None:
+        super().__init__(node)
+        self.node = node
+        self.reason = reason
+
+
 class TransientError(WaypointError):
     """A failure that may pass if the same call is tried again later (timeouts, 429, 5xx).
 

@@ -335,6 +335,12 @@ class CompiledStateGraph:
         if not saved.checkpoint.next_tasks:
             raise ValueError(f"thread {loop.thread_id!r} has finished: nothing to cancel")
         loop.begin(saved, saver.head_id(str(loop.thread_id), loop.ns))
+        thread = str(loop.thread_id)
+        for approval in saver.list_pending_approvals(thread):
+            saver.decide_approval(thread, approval.id, {"action": "cancelled", "by": "cancel",
+                                                        "comment": reason}, status="cancelled")
+        for timer in saver.list_timers(thread_id=thread, status="pending"):
+            saver.cancel_timer(thread, timer.id)
         try:
             if has_compensations(loop):
                 return compensate_run(loop, reason, source="cancel")

@@ -6,7 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ..constants import END
-from ..errors import GraphInterrupt, InvalidUpdateError, ParentCommand
+from ..errors import GraphInterrupt, InvalidUpdateError, ParentCommand, RouteTo
 from ..graph.schema import object_to_update
 from ..types import Command, Interrupt, Send
 from .context import NO_RESUME
@@ -217,6 +217,13 @@ def settle_signal(loop: RunLoop, task: Task, exc: Exception) -> None:
             task.error = error
     elif isinstance(exc, GraphInterrupt):
         task.interrupts = exc.interrupts
+    elif isinstance(exc, RouteTo):  # e.g. an approval whose deadline passed
+        try:
+            record_result(loop, task, Command(goto=exc.node), routes=False)
+            task.done = True
+            task.handled = {"node": task.name, "error": exc.reason, "goto": exc.node}
+        except Exception as error:
+            task.error = error
     else:
         task.error = exc
 
