@@ -23,6 +23,7 @@ from .engine import (
     wait_until,
 )
 from .errors import (
+    BudgetExceeded,
     CheckpointConflict,
     EffectInDoubt,
     EmptyInputError,
@@ -40,6 +41,7 @@ from .errors import (
 from .graph import MessagesState, StateGraph, add_messages
 from .types import (
     Attempt,
+    Budget,
     Command,
     Interrupt,
     NodeError,
@@ -56,6 +58,8 @@ __all__ = [
     "END",
     "START",
     "Attempt",
+    "Budget",
+    "BudgetExceeded",
     "CheckpointConflict",
     "Command",
     "CompiledStateGraph",

@@ -128,3 +128,19 @@ class EffectInDoubt(PermanentError):
         self.name = name
         self.key = key
         self.started_at = started_at
+
+
+class BudgetExceeded(PermanentError):
+    """A run reached a limit of its `Budget` (or a person stopped it there)."""
+
+    def __init__(self, limit: str, allowed: float, spent: float, needed: float = 0.0,
+                 *, stopped: bool = False) -> None:
+        what = "stopped at" if stopped else "would exceed"
+        super().__init__(
+            f"budget {limit}={allowed:g}: {what} it (spent {spent:g}"
+            + (f", this call may need up to {needed:g}" if needed else "") + ")"
+        )
+        self.limit = limit
+        self.allowed = allowed
+        self.spent = spent
+        self.needed = needed

@@ -200,6 +200,45 @@ class Attempt:
     first_attempt_at: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """Limits on what a run (or a whole thread, `scope="thread"`) may spend.
+
+    Model calls, tokens and cost are checked before every model call with the call's
+    worst case reserved (its prompt plus `max_tokens`), so parallel branches cannot
+    overshoot together; steps and seconds (time spent running, not paused) before every
+    super-step. `on_exceed="interrupt"` pauses for a person, who can raise the budget or
+    stop the run; `"fail"` fails the run with `BudgetExceeded`.
+    """
+
+    max_steps: int | None = None
+    max_model_calls: int | None = None
+    max_tokens: int | None = None
+    max_cost_usd: float | None = None
+    max_seconds: float | None = None
+    on_exceed: Literal["interrupt", "fail"] = "interrupt"
+    scope: Literal["run", "thread"] = "run"
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "max_model_calls", "max_tokens", "max_cost_usd", "max_seconds"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or value < 0):
+                raise ValueError(f"Budget.{name} must be a number >= 0 or None, got {value!r}")
+        if self.on_exceed not in ("interrupt", "fail"):
+            raise ValueError(f"Budget.on_exceed must be 'interrupt' or 'fail', got "
+                             f"{self.on_exceed!r}")
+        if self.scope not in ("run", "thread"):
+            raise ValueError(f"Budget.scope must be 'run' or 'thread', got {self.scope!r}")
+
+    def limits(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in BUDGET_LIMITS
+                if getattr(self, name) is not None}
+
+
+BUDGET_LIMITS = ("max_steps", "max_model_calls", "max_tokens", "max_cost_usd", "max_seconds")
+
+
 class PregelTask(NamedTuple):
     """A task of a checkpoint as `get_state` shows it."""
 

@@ -79,8 +79,9 @@ class CompiledStateGraph:
     def invoke(self, input: Any, config: dict[str, Any] | None = None, *,
                stream_mode: str = "values", interrupt_before: Sequence[str] | None = None,
                interrupt_after: Sequence[str] | None = None, durability: str | None = None,
-               **_: Any) -> Any:
+               budget: Any = None, **_: Any) -> Any:
         """Run until the graph ends or pauses; return the output state."""
+        config = _with_budget(config, budget)
         runtime = current_runtime()
         if runtime is not None and not _own_thread(config, runtime):
             return self._invoke_nested(input, runtime)
@@ -96,7 +97,8 @@ class CompiledStateGraph:
                       stream_mode: str = "values",
                       interrupt_before: Sequence[str] | None = None,
                       interrupt_after: Sequence[str] | None = None,
-                      durability: str | None = None, **_: Any) -> Any:
+                      durability: str | None = None, budget: Any = None, **_: Any) -> Any:
+        config = _with_budget(config, budget)
         runtime = current_runtime()
         if runtime is not None and not _own_thread(config, runtime):
             return await self._ainvoke_nested(input, runtime)
@@ -113,8 +115,9 @@ class CompiledStateGraph:
                stream_mode: Any = None, subgraphs: bool = False,
                interrupt_before: Sequence[str] | None = None,
                interrupt_after: Sequence[str] | None = None, durability: str | None = None,
-               **_: Any) -> Iterator[Any]:
+               budget: Any = None, **_: Any) -> Iterator[Any]:
         """Yield the run's progress as it happens, shaped by `stream_mode`."""
+        config = _with_budget(config, budget)
         modes, single = normalize_modes(stream_mode)
         live = bool(modes & {"messages", "custom", "events"})
         if not live:
@@ -169,7 +172,9 @@ class CompiledStateGraph:
                       stream_mode: Any = None, subgraphs: bool = False,
                       interrupt_before: Sequence[str] | None = None,
                       interrupt_after: Sequence[str] | None = None,
-                      durability: str | None = None, **_: Any) -> AsyncIterator[Any]:
+                      durability: str | None = None, budget: Any = None,
+                      **_: Any) -> AsyncIterator[Any]:
+        config = _with_budget(config, budget)
         modes, single = normalize_modes(stream_mode)
         async for part in self._aparts(input, config, modes, subgraphs, interrupt_before,
                                        interrupt_after, durability):
@@ -255,6 +260,7 @@ class CompiledStateGraph:
         config["configurable"] = {**config["configurable"], "checkpoint_ns": ns}
         config["configurable"].pop("checkpoint_id", None)
         loop = RunLoop(self, input, config, saver=saver, sink=sink, ns=ns)
+        loop.guard = parent.guard  # one budget for the whole run, nested graphs included
         return loop, parent
 
     def _nested_resume(self, loop: RunLoop, runtime: Any, saved: Any) -> Any:
@@ -401,6 +407,13 @@ class CompiledStateGraph:
 
     def __repr__(self) -> str:
         return f"CompiledStateGraph(name={self.name!r}, nodes={list(self.spec.nodes)})"
+
+
+def _with_budget(config: dict[str, Any] | None, budget: Any) -> dict[str, Any] | None:
+    """`invoke(..., budget=...)`: the run's budget rides in its config (nested runs share it)."""
+    if budget is None:
+        return config
+    return {**(config or {}), "budget": budget}
 
 
 def _own_thread(config: dict[str, Any] | None, runtime: Any) -> bool:

@@ -207,3 +207,51 @@ def on_model_end(run_id: str | None, message: Any) -> None:
     if runtime is None or runtime.loop.sink is None:
         return
     runtime.loop.sink.model_end(runtime.task, run_id, message)
+
+
+# -- budgets ------------------------------------------------------------------------------
+
+
+def _estimate_prompt_tokens(messages: Any) -> int:
+    """A generous token count for a prompt (about 3 characters per token, plus framing)."""
+    total = 0
+    for message in messages or ():
+        content = getattr(message, "content", message)
+        total += len(content if isinstance(content, str) else str(content)) // 3 + 8
+    return total
+
+
+def reserve_model_call(model: Any, request: Any) -> Any:
+    """Before a model call: hold its worst case against the run's budget (or pause/fail)."""
+    runtime = _RUNTIME.get()
+    guard = runtime.loop.guard if runtime is not None else None
+    if guard is None:
+        return None
+    from ..errors import PermanentError
+    from ..usage import Usage
+    from .budget import DEFAULT_WORST_OUTPUT, Exceeded, budget_question, exceeded_error
+
+    runtime.check_alive()
+    worst = Usage(_estimate_prompt_tokens(request.messages),
+                  request.max_tokens or DEFAULT_WORST_OUTPUT)
+    pricing = getattr(model, "worst_cost", None) or model.price
+    cost = pricing(worst)
+    if cost is None and guard.budget.max_cost_usd is not None:
+        raise PermanentError(
+            f"model {model.model!r} has no known price, so the budget max_cost_usd cannot be "
+            f"enforced: give the model prices= (a PriceBook) or drop max_cost_usd"
+        )
+    try:
+        return guard.reserve(runtime.task.id, worst.total_tokens, cost)
+    except Exceeded as exceeded:
+        if guard.budget.on_exceed == "fail" or runtime.loop.saver is None:
+            raise exceeded_error(exceeded) from None
+        raise GraphInterrupt((budget_question(exceeded, guard, runtime.task.id),)) from None
+
+
+def settle_model_call(ticket: Any, usage: Any, cost: float | None) -> None:
+    runtime = _RUNTIME.get()
+    guard = runtime.loop.guard if runtime is not None else None
+    if guard is None:
+        return
+    guard.settle(ticket, usage.total_tokens if usage is not None else 0, cost)

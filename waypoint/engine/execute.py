@@ -221,6 +221,8 @@ def run_task(loop: RunLoop, task: Task) -> None:
             if token is not None:
                 reset_runtime(token)
         time.sleep(delay)
+    if loop.guard is not None:
+        loop.guard.release_task(task.id)
     if loop.sink is not None:
         loop.sink.task_end(task, loop)
 
@@ -253,5 +255,7 @@ async def arun_task(loop: RunLoop, task: Task) -> None:
             if token is not None:
                 reset_runtime(token)
         await asyncio.sleep(delay)
+    if loop.guard is not None:
+        loop.guard.release_task(task.id)
     if loop.sink is not None:
         loop.sink.task_end(task, loop)

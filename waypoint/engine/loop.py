@@ -40,7 +40,17 @@ from ..errors import (
     RunTimeoutError,
 )
 from ..graph.schema import input_to_dict
-from ..types import Command, Interrupt, Send
+from ..types import Budget, Command, Interrupt, Send
+from .budget import (
+    BUDGET_TASK,
+    SPENT,
+    BudgetGuard,
+    Exceeded,
+    apply_answer,
+    budget_question,
+    exceeded_error,
+    is_budget_question,
+)
 from .context import NO_RESUME, ResumeMap
 from .saga import SAGA, saga_entries
 from .task import Task, resolve_branch, route
@@ -103,6 +113,8 @@ class RunLoop:
         self._notes: dict[str, Any] = {}  # what this step adds to its checkpoint's metadata
         self.effect_memo: dict[str, Any] = {}  # effect results of a run without a store
         self.saga_log: list[dict[str, Any]] = []  # compensable steps of a run without a store
+        self.guard: BudgetGuard | None = None  # the run's budget, if it has one
+        self.stopped: BaseException | None = None  # a person stopped the run at its budget
         self.values: dict[str, Any] = {}
         self.barriers: dict[str, list[str]] = {}
         self.next_tasks: list[TaskRef] = []
@@ -163,6 +175,8 @@ class RunLoop:
             self.values = {k: spec.initial() for k, spec in self.spec.keys.items()
                            if spec.reducer is not None and spec.initial is not None}
         inp = self.input
+        self._open_budget(saved, new_run=inp is not None and not (
+            isinstance(inp, Command) and inp.resume is not None))
         if isinstance(inp, Command):
             if inp.graph == Command.PARENT:
                 raise InvalidUpdateError("Command(graph=Command.PARENT) cannot be graph input")
@@ -233,7 +247,67 @@ class RunLoop:
         if self.saver is not None:
             self._commit(source="input", updated=(), ran=())
 
+    def _open_budget(self, saved: CheckpointTuple | None, new_run: bool) -> None:
+        """The run's budget guard, continuing from what the thread's checkpoints say."""
+        if self.ns:  # nested graphs share their parent's guard
+            return
+        stored = (saved.metadata or {}).get("budget") if saved is not None else None
+        kept = self.pending.get(BUDGET_TASK, {}).get(SPENT) if not new_run else None
+        stored = kept or stored or {}
+        explicit = self.config.get("budget")
+        budget = explicit or getattr(self.graph, "options", {}).get("budget")
+        raised = stored.get("limits") if not new_run and explicit is None else None
+        if raised:
+            budget = Budget(**raised)
+        if budget is None:
+            return
+        if not isinstance(budget, Budget):
+            raise TypeError(f"budget must be a waypoint Budget, got {type(budget).__name__}")
+        self.guard = BudgetGuard(budget, None if new_run else stored.get("run"),
+                                 stored.get("thread"))
+        self.guard.raised = bool(raised)
+
+    def _take_budget_answers(self, resume: Any) -> Any:
+        """Answers to budget questions are for the run, not for a node: apply them here.
+
+        Returns what is left of `resume` for the nodes' own interrupts (NO_RESUME if none).
+        """
+        questions: dict[str, Interrupt] = {}
+        others = 0
+        for record in self.pending.values():
+            items = record.get(INTERRUPT)
+            if not items:
+                continue
+            kept = [i for i in items if not is_budget_question(i)]
+            questions.update((i.id, i) for i in items if is_budget_question(i))
+            others += len(kept)
+            record[INTERRUPT] = kept
+        if not questions:
+            return resume
+        if isinstance(resume, dict) and any(k in questions for k in resume):
+            answers = [(resume[k], questions[k]) for k in resume if k in questions]
+            resume = {k: v for k, v in resume.items() if k not in questions} or NO_RESUME
+        elif others == 0:
+            answers = [(resume, q) for q in questions.values()]
+            resume = NO_RESUME
+        else:
+            raise InvalidResumeError(
+                f"a budget question and {others} other interrupt(s) are pending: answer them "
+                f"with Command(resume={{interrupt_id: value, ...}}) (budget question ids: "
+                f"{', '.join(questions)})"
+            )
+        if self.guard is None:
+            raise InvalidResumeError("this run has no budget to raise: it was removed")
+        for answer, question in answers:
+            stop = apply_answer(self.guard, answer, question)
+            if stop is not None:
+                self.stopped = stop
+        return resume
+
     def _assign_resume(self, resume: Any) -> None:
+        resume = self._take_budget_answers(resume)
+        if resume is NO_RESUME:
+            return
         owners: dict[str, str] = {}
         by_task: dict[str, list[Interrupt]] = {}
         for task_id, record in self.pending.items():
@@ -300,6 +374,8 @@ class RunLoop:
             return None
         if self.deadline is not None and time.monotonic() >= self.deadline:
             raise RunTimeoutError(None, self.deadline_epoch or 0.0)
+        if self.guard is not None and refs[0][0] != START and self._over_budget():
+            return None
         nodes = self.spec.nodes
         tasks: list[Task] = []
         for index, ref in enumerate(refs):
@@ -343,6 +419,28 @@ class RunLoop:
         self.last_tasks = tasks
         return tasks
 
+    def _over_budget(self) -> bool:
+        """Steps and seconds, checked before a super-step: fail, or pause for a person."""
+        guard = self.guard
+        assert guard is not None
+        try:
+            guard.check_step()
+        except Exceeded as exceeded:
+            if guard.budget.on_exceed == "fail" or self.saver is None:
+                raise exceeded_error(exceeded) from None
+            question = budget_question(exceeded, guard, str(self.checkpoint_id))
+            self.status = "interrupted"
+            self.interrupts = [question]
+            self.pending[BUDGET_TASK] = {INTERRUPT: [question], SPENT: guard.snapshot()}
+            if self.checkpoint_id is not None:
+                self.ops.append(("put_writes", [
+                    (task_id, channel, value) for task_id, record in self.pending.items()
+                    for channel, value in record.items()], self.checkpoint_id))
+            if self.sink is not None:
+                self.sink.updates_interrupt(tuple(self.interrupts))
+            return True
+        return False
+
     def _start_task(self, index: int, ref: TaskRef) -> Task:
         task = Task(index, START, None, self._task_id(index, START), ref[1], True)
         task.writes = list(ref[1].items())
@@ -374,6 +472,8 @@ class RunLoop:
                         self.sink.emit("values", self.output())
             return False
         self._apply(tasks)
+        if self.guard is not None and tasks[0].name != START:
+            self.guard.step_done()
         self._notes = step_notes(tasks)
         if self.saver is None and SAGA in self._notes:
             self.saga_log.extend(self._notes[SAGA])
@@ -462,6 +562,9 @@ class RunLoop:
             changes=channel_changes(self._before, self.values, updated) if updated else {},
         )
         metadata = {"source": source, "step": self.step, "parents": {}}
+        if self.guard is not None:
+            self.guard.tick()
+            metadata["budget"] = self.guard.snapshot()
         if self._notes:
             metadata.update(self._notes)
             self._notes = {}
@@ -497,6 +600,10 @@ class RunLoop:
             if record:
                 pending[task.id] = record
                 writes.extend((task.id, channel, value) for channel, value in record.items())
+        if self.guard is not None:  # what this unfinished step spent, for the resume
+            self.guard.tick()
+            pending[BUDGET_TASK] = {SPENT: self.guard.snapshot()}
+            writes.append((BUDGET_TASK, SPENT, pending[BUDGET_TASK][SPENT]))
         self.pending = pending
         self.resume_by_task = {}
         if self.saver is not None and self.checkpoint_id is not None:

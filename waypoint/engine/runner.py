@@ -7,7 +7,7 @@ import contextvars
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import GraphRecursionError, RunTimeoutError
+from ..errors import BudgetExceeded, GraphRecursionError, RunTimeoutError
 from .context import NO_RESUME
 from .execute import arun_task, run_task
 from .loop import RunLoop
@@ -53,6 +53,8 @@ def iter_sync(loop: RunLoop, loaded: tuple[Any, str | None] | None = None,
     try:
         saved, head = loaded if loaded is not None else _load(loop)
         loop.begin(saved, head, resume)
+        if loop.stopped is not None:
+            raise loop.stopped
         loop.persist()
         while not loop.cancelled:
             tasks = loop.prepare()
@@ -89,6 +91,8 @@ async def arun(loop: RunLoop, loaded: tuple[Any, str | None] | None = None,
     try:
         saved, head = loaded if loaded is not None else await _aload(loop)
         loop.begin(saved, head, resume)
+        if loop.stopped is not None:
+            raise loop.stopped
         await loop.apersist()
         while not loop.cancelled:
             tasks = loop.prepare()
@@ -118,14 +122,18 @@ async def arun(loop: RunLoop, loaded: tuple[Any, str | None] | None = None,
 
 
 # Failures that end a run before its state changed (a task's own failure is loop.error).
-_FAILS_RUN = (RunTimeoutError, GraphRecursionError)
+_FAILS_RUN = (RunTimeoutError, GraphRecursionError, BudgetExceeded)
 
 
 def _compensate(loop: RunLoop, error: BaseException) -> None:
     """Undo the run's completed steps when its graph declares compensations."""
     if not has_compensations(loop):
+        if error is loop.stopped:  # a person stopped the run: it ends here either way
+            loop.close_run({"reason": f"{error}", "compensated": [], "failed": [],
+                            "order": []}, source="cancel")
         return
-    summary = compensate_run(loop, f"{type(error).__name__}: {error}")
+    summary = compensate_run(loop, f"{type(error).__name__}: {error}",
+                             "cancel" if error is loop.stopped else "compensation")
     if not loop.ns:  # the root run's summary; nested graphs add their notes only
         try:
             error.compensation = summary  # type: ignore[attr-defined]

@@ -20,9 +20,12 @@ from ..engine.context import (
     on_model_end,
     on_model_start,
     on_model_token,
+    reserve_model_call,
+    retry_feedback,
+    settle_model_call,
     streaming_tokens,
 )
-from ..messages import AIMessage, AIMessageChunk, coerce_messages, new_message_id
+from ..messages import AIMessage, AIMessageChunk, HumanMessage, coerce_messages, new_message_id
 from ..usage import Usage, UsageLedger, UsageRecord
 
 if TYPE_CHECKING:
@@ -139,7 +142,12 @@ class ChatModel:
         merged = {**self.defaults, **{k: v for k, v in options.items() if v is not None}}
         if isinstance(merged.get("stop"), str):
             merged["stop"] = [merged["stop"]]
-        return ModelRequest(messages=coerce_messages(messages), **merged)
+        messages = coerce_messages(messages)
+        feedback = retry_feedback()
+        if feedback:  # the node's previous output failed validate=: let the model fix it
+            messages = [*messages, HumanMessage(
+                f"Your previous answer was rejected: {feedback}. Answer again, fixing this.")]
+        return ModelRequest(messages=messages, **merged)
 
     def generate(self, messages: Any, **options: Any) -> ModelResponse:
         """The full answer with its usage, finish reason and latency."""
@@ -221,7 +229,7 @@ class _Call:
     answered, with no ledger (it records the call itself, with `cached`)."""
 
     __slots__ = ("chunks", "finish_reason", "message_id", "model", "request", "run_id",
-                 "started", "text", "tool_calls", "usage")
+                 "started", "text", "ticket", "tool_calls", "usage")
 
     def __init__(self, model: ChatModel, request: ModelRequest,
                  always_stream: bool = False) -> None:
@@ -233,6 +241,7 @@ class _Call:
         self.tool_calls: list[dict[str, Any]] = []
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
+        self.ticket = reserve_model_call(model, request)  # a budget's worst-case hold
         self.chunks = always_stream or streaming_tokens()
         self.run_id = on_model_start(model.model, request.messages) if self.chunks else None
 
@@ -264,6 +273,7 @@ class _Call:
         )
         if self.chunks:
             on_model_end(self.run_id, message)
+        settle_model_call(self.ticket, self.usage, cost)
         if model.ledger is not None:
             model.ledger.record(UsageRecord(model.model, self.usage or Usage(), cost,
                                             latency, **call_scope()))

@@ -98,6 +98,11 @@ class _Served:
             return 0.0
         return self.gateway.cost_of(self.model, usage, self.source)
 
+    def worst_cost(self, usage: Usage) -> float | None:
+        """Before the call: the dearest model of the chain may be the one that answers."""
+        costs = [self.gateway.cost_of(m.model, usage, m) for m in self.gateway.models]
+        return None if any(c is None for c in costs) else max(costs, default=0.0)
+
 
 class Gateway(ChatModel):
     """A fallback chain of models with retries, rate limits, prices, a ledger and a cache.
