@@ -265,3 +265,24 @@ def test_async_effect_runs_once_across_resume():
 
     result = asyncio.run(run())
     assert calls["n"] == 1 and result["answers"] == ["yes"]
+
+
+def test_replaying_a_step_from_history_reuses_the_effect():
+    calls: list[str] = []
+
+    def pay(state: State) -> dict:
+        return {"log": [effect("charge", lambda *, idempotency_key: calls.append(
+            idempotency_key) or "receipt")]}
+
+    builder = StateGraph(State)
+    builder.add_node("prepare", lambda s: {"log": ["prepared"]})
+    builder.add_node("pay", pay)
+    builder.add_edge(START, "prepare")
+    builder.add_edge("prepare", "pay")
+    graph = builder.compile(checkpointer=MemorySaver())
+    config = cfg()
+    graph.invoke({"log": []}, config)
+    before_pay = next(s for s in graph.get_state_history(config) if s.next == ("pay",))
+    replayed = graph.invoke(None, before_pay.config)
+    assert replayed["log"] == ["prepared", "receipt"]
+    assert len(calls) == 1
