@@ -56,7 +56,7 @@ class TaskRuntime:
         self.effect_index = 0
         self.nested_calls = 0
         self.attempt = attempt
-        self.last_progress = time.monotonic()
+        self.last_progress = 0.0  # set when a time limit starts watching the attempt
         self.abandoned = False  # set when a time limit gave up on this attempt
 
     def check_alive(self) -> None:

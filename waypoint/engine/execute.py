@@ -20,7 +20,7 @@ from ..errors import GraphBubbleUp, OutputValidationError, RunTimeoutError
 from ..failures import classify
 from ..types import Attempt, NodeError, RetryPolicy
 from .context import TaskRuntime, reset_runtime, set_runtime
-from .limits import Limits, acall_limited, call_limited
+from .limits import NO_LIMITS, Limits, acall_limited, call_limited
 from .task import ChildCommand, Task, _arecord, _call_args, record_result, settle_signal
 from .validation import check_update
 
@@ -41,12 +41,16 @@ class _Attempts:
         assert node is not None
         self.node = node
         self.number = 0
-        self.first_at = time.time()
+        self.first_at: float | None = None
         self.last_error: BaseException | None = None
 
     def next(self) -> TaskRuntime:
         self.number += 1
         policy = self.node.retry_policy
+        if policy is None and self.number == 1:  # the common case: nothing to tell the node
+            return TaskRuntime(self.loop, self.task)
+        if self.first_at is None:
+            self.first_at = time.time()
         if isinstance(policy, RetryPolicy):
             most = policy.max_attempts
         elif policy:
@@ -60,6 +64,8 @@ class _Attempts:
 
     def limits(self) -> Limits:
         loop = self.loop
+        if self.node.timeout is None and loop.deadline is None:
+            return NO_LIMITS
         return Limits(self.task.name, self.node.timeout, loop.deadline, loop.deadline_epoch)
 
     def retry_delay(self, exc: Exception) -> float | None:
@@ -100,6 +106,8 @@ def _attempt_sync(loop: RunLoop, task: Task, node: NodeSpec, runtime: TaskRuntim
     if node.is_async:
         raise TypeError(f"node {task.name!r} is async: run the graph with ainvoke/astream")
     args, kwargs = _call_args(loop, task)
+    if limits is NO_LIMITS:
+        return node.fn(*args, **kwargs)
     return call_limited(limits, runtime, partial(node.fn, *args, **kwargs))
 
 

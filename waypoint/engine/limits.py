@@ -60,11 +60,14 @@ class Limits:
         return None
 
 
+NO_LIMITS = Limits("", None, None, None)
+
+
 def call_limited(limits: Limits, runtime: TaskRuntime, fn: Callable[[], Any]) -> Any:
     """Call `fn` in this thread, or in a watched worker thread when a limit applies."""
     if not limits.active:
         return fn()
-    started = time.monotonic()
+    started = runtime.last_progress = time.monotonic()
     early = limits.overrun(started, runtime, started)
     if early is not None:
         raise early
@@ -97,7 +100,7 @@ async def acall_limited(limits: Limits, runtime: TaskRuntime,
     """Await `start()`, cancelling it when a limit passes."""
     if not limits.active:
         return await start()
-    started = time.monotonic()
+    started = runtime.last_progress = time.monotonic()
     early = limits.overrun(started, runtime, started)
     if early is not None:
         raise early

@@ -839,6 +839,11 @@ def run_deadline(config: dict[str, Any], options: dict[str, Any]) -> float | Non
 
 def step_notes(tasks: list[Task]) -> dict[str, Any]:
     """Retries and handled errors of a step, for its checkpoint's metadata."""
+    for t in tasks:
+        if t.retries or t.handled or t.effects or (t.node is not None and t.node.compensate):
+            break
+    else:
+        return {}
     notes: dict[str, Any] = {}
     retries = [r for t in tasks for r in t.retries]
     if retries:
