@@ -241,3 +241,30 @@ def test_decision_type_round_trips_in_state():
     config = cfg()
     graph.invoke({"log": []}, config)
     assert graph.get_state(config).values["decision"] == decision
+
+
+def test_a_sleep_inside_a_subgraph_is_fired_through_the_parent():
+    woke: list = []
+
+    def wait(state: State) -> dict:
+        sleep(60)
+        woke.append(1)
+        return {"log": ["inner woke"]}
+
+    inner = StateGraph(State)
+    inner.add_node("wait", wait)
+    inner.add_edge(START, "wait")
+    outer = StateGraph(State)
+    outer.add_node("inner", inner.compile(name="inner-graph"))
+    outer.add_node("after", lambda s: {"log": ["after"]})
+    outer.add_edge(START, "inner")
+    outer.add_edge("inner", "after")
+    saver_ = MemorySaver()
+    graph = outer.compile(checkpointer=saver_, name="outer-graph")
+    config = cfg()
+    graph.invoke({"log": []}, config)
+    (timer,) = saver_.list_timers(thread_id=config["configurable"]["thread_id"])
+    assert timer.graph == "outer-graph"
+    (fired,) = fire_due_timers(graph, now=time.time() + 61)
+    assert fired.outcome == "fired"
+    assert graph.get_state(config).values["log"] == ["inner woke", "after"]

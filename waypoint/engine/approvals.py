@@ -146,7 +146,7 @@ def approve(request: Any, *, schema: Any = None,
             due = due_time(deadline, relative=not isinstance(deadline, datetime))
         record = ApprovalRecord(
             thread_id=thread, id=approval_id, ns=loop.ns, node=runtime.task.name,
-            graph=loop.graph.name, request=request, schema=_schema_json(schema),
+            graph=loop.root_name, request=request, schema=_schema_json(schema),
             actions=actions, assignee=assignee, deadline=due,
             on_timeout=on_timeout, created_at=time.time())
         saver.put_approval(record)

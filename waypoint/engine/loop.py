@@ -100,6 +100,8 @@ class RunLoop:
         self.thread_id = configurable.get("thread_id")
         # Tags model usage with the invocation; nested graphs inherit it via task_config.
         self.run_id = str(self.config.get("run_id") or uuid.uuid4())
+        # The graph that resumes this thread: timers and approvals are filed under its name.
+        self.root_name = str(self.config.get("root_graph") or getattr(graph, "name", ""))
         if saver is not None and self.thread_id is None:
             raise ValueError(
                 "this graph has a checkpointer, so each run needs a thread: pass "
@@ -737,6 +739,7 @@ class RunLoop:
         config = dict(self.config)
         config["configurable"] = configurable
         config["run_id"] = self.run_id
+        config["root_graph"] = self.root_name
         if self.deadline_epoch is not None:
             config["deadline"] = self.deadline_epoch
         config["metadata"] = {**(self.config.get("metadata") or {}), **self.task_metadata(task)}

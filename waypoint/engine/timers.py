@@ -66,7 +66,7 @@ def schedule(runtime: TaskRuntime, timer_id: str, due_at: float, kind: str,
     thread = str(loop.thread_id)
     if saver.get_timer(thread, timer_id) is None:
         saver.put_timer(TimerRecord(thread_id=thread, id=timer_id, due_at=due_at, ns=loop.ns,
-                                    graph=loop.graph.name, kind=kind, payload=payload))
+                                    graph=loop.root_name, kind=kind, payload=payload))
 
 
 def wait_until(when: float | datetime) -> None:
