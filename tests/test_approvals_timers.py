@@ -268,3 +268,18 @@ def test_a_sleep_inside_a_subgraph_is_fired_through_the_parent():
     (fired,) = fire_due_timers(graph, now=time.time() + 61)
     assert fired.outcome == "fired"
     assert graph.get_state(config).values["log"] == ["inner woke", "after"]
+
+
+def test_escalation_happens_once_then_the_approval_expires():
+    saver_ = MemorySaver()
+    graph = approval_graph(saver_, deadline=30, on_timeout="escalate", escalate_to="boss")
+    config = cfg()
+    question = _question(graph.invoke({"log": []}, config))
+    now = time.time()
+    fire_due_timers(graph, now=now + 31)
+    fire_due_timers(graph, now=now + 62)
+    state = graph.get_state(config)
+    assert state.next == () and state.values["decision"]["timed_out"] is True
+    assert state.values["decision"]["escalations"] == 1
+    record = saver_.get_approval(config["configurable"]["thread_id"], question["approval_id"])
+    assert record.status == "expired"

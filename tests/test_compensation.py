@@ -213,3 +213,22 @@ def test_async_run_compensates():
     with pytest.raises(ValueError):
         asyncio.run(builder.compile(checkpointer=MemorySaver()).ainvoke({"log": []}, cfg()))
     assert undone == ["a"]
+
+
+def test_a_compensation_can_read_its_config():
+    from waypoint import get_config
+
+    seen: list = []
+
+    def undo(state: State) -> None:
+        seen.append(get_config()["configurable"]["thread_id"])
+
+    builder = StateGraph(State)
+    builder.add_node("a", lambda s: {"log": ["a"]}, compensate=undo)
+    builder.add_node("b", lambda s: (_ for _ in ()).throw(ValueError("b broke")))
+    builder.add_edge(START, "a")
+    builder.add_edge("a", "b")
+    config = cfg()
+    with pytest.raises(ValueError):
+        builder.compile(checkpointer=MemorySaver()).invoke({"log": []}, config)
+    assert seen == [config["configurable"]["thread_id"]]

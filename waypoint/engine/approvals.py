@@ -5,7 +5,8 @@ response schema, assignee, deadline, and once decided: who, when, what, comment,
 listable per thread and across threads with `saver.list_pending_approvals()`. A deadline
 is a durable timer; when it passes, `on_timeout` applies: "reject" (the decision is a
 timed-out rejection), "escalate" (the request goes to `escalate_to` with a fresh deadline
-of the same length), or a node name (the node's run is dropped and the run goes there).
+of the same length; if that passes too, it expires as a rejection), or a node name
+(the node's run is dropped and the run goes there).
 An answer that is not a valid decision is not lost: the person is asked again, with the
 error in the request.
 """
@@ -172,7 +173,7 @@ def approve(request: Any, *, schema: Any = None,
         answer = interrupt(question)
         if is_fired(answer):
             fired_at = float(answer.get("fired_at") or time.time())
-            if on_timeout == "escalate":
+            if on_timeout == "escalate" and escalations == 0:  # once; then it expires
                 escalations += 1
                 assigned = escalate_to
                 new_due = fired_at + (window or 0.0)
@@ -188,7 +189,7 @@ def approve(request: Any, *, schema: Any = None,
                                comment="the deadline passed without a decision",
                                at=fired_at, timed_out=True, escalations=escalations)
             saver.decide_approval(thread, approval_id, expired.to_dict(), status="expired")
-            if on_timeout != "reject":
+            if on_timeout not in ("reject", "escalate"):
                 raise RouteTo(on_timeout, f"approval {approval_id} timed out")
             return expired
         try:

@@ -65,8 +65,19 @@ def _policy(node: Any) -> RetryPolicy | None:
 
 
 def _call(loop: RunLoop, node: Any, entry: dict[str, Any]) -> None:
+    """Call a compensation as the node it undoes (so `get_config()` works inside it)."""
+    from .context import TaskRuntime, reset_runtime, set_runtime
+    from .task import Task
+
+    token = set_runtime(TaskRuntime(loop, Task(0, node.name, node, entry["task"])))
+    try:
+        _invoke(node, entry, node.codec.build(loop.values))
+    finally:
+        reset_runtime(token)
+
+
+def _invoke(node: Any, entry: dict[str, Any], state: Any) -> None:
     fn = node.compensate
-    state = node.codec.build(loop.values)
     try:
         params = [p for p in inspect.signature(fn).parameters.values()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
