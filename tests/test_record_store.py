@@ -377,7 +377,7 @@ def test_copy_thread_copies_no_records(saver: Any, backend: Backend) -> None:
     assert has_records(saver, source)
 
 
-def test_sweep_removes_the_records_of_swept_threads(backend: Backend) -> None:
+def test_sweep_removes_idle_threads_records_and_keeps_waiting_threads(backend: Backend) -> None:
     with contextlib.ExitStack() as stack:
         if backend.kind == "postgres":  # sweep touches every thread: a database of its own
             url = stack.enter_context(private_postgres_database())
@@ -386,9 +386,20 @@ def test_sweep_removes_the_records_of_swept_threads(backend: Backend) -> None:
             store = stack.enter_context(backend.open())
         put_checkpoint(store, "old")
         fill(store, "old", "g")
+        put_checkpoint(store, "waiting")
+        fill(store, "waiting", "g")
+        # "old" is done waiting: its approval decided, its timer fired.
+        store.decide_approval("old", "a", {"action": "approve"})
+        store.complete_timer("old", "t")
         swept = store.sweep(60, now=T0 * 10_000)
         assert swept == ["old"]
         assert not has_records(store, "old")
+        # A thread waiting on a person or a timer is not idle, however old its checkpoints.
+        assert has_records(store, "waiting")
+        store.decide_approval("waiting", "a", {"action": "reject"})
+        assert store.sweep(60, now=T0 * 10_000) == []  # its timer still waits
+        store.cancel_timer("waiting", "t")
+        assert store.sweep(60, now=T0 * 10_000) == ["waiting"]
 
 
 # ---------------------------------------------------------------- async twins

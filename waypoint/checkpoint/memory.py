@@ -150,9 +150,11 @@ class MemorySaver(MemoryRecords, BaseCheckpointSaver):
     def sweep(self, ttl_seconds: float, *, now: float | None = None) -> list[str]:
         """Delete threads untouched for `ttl_seconds`; returns their ids."""
         cutoff = (time.time() if now is None else now) - ttl_seconds
+        waiting = self._waiting_threads()  # paused for an approval or a timer: not idle
         with self._lock:
             expired = [t for t, spaces in self._threads.items()
-                       if max((s.touched for s in spaces.values()), default=0) < cutoff]
+                       if max((s.touched for s in spaces.values()), default=0) < cutoff
+                       and t not in waiting]
             for thread_id in expired:
                 del self._threads[thread_id]
             self._drop_records(expired)

@@ -84,6 +84,16 @@ class MemoryRecords(RecordStore):
                 tables.approvals.pop(thread_id, None)
                 tables.timers.pop(thread_id, None)
 
+    def _waiting_threads(self) -> set[str]:
+        """Threads waiting on a person or a timer: never idle, whatever their age."""
+        tables = self._tables()
+        with self._lock:
+            waiting = {t for t, rows in tables.approvals.items()
+                       if any(r["status"] == "pending" for r in rows.values())}
+            waiting.update(t for t, rows in tables.timers.items()
+                           if any(r["status"] in ("pending", "claimed") for r in rows.values()))
+        return waiting
+
     # -- effects -----------------------------------------------------------------------
 
     def begin_effect(self, thread_id: str, key: str, name: str, *,

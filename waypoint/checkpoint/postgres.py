@@ -1210,7 +1210,11 @@ class PostgresSaver(PostgresRecords, BaseCheckpointSaver):
             "SELECT thread_id, touched_at, seq FROM {threads} WHERE thread_id IN "
             "(SELECT o.thread_id FROM {threads} o WHERE o.touched_at < %(cutoff)s "
             "AND NOT EXISTS (SELECT 1 FROM {threads} f WHERE f.thread_id = o.thread_id "
-            "AND f.touched_at >= %(cutoff)s)) ORDER BY thread_id, ns FOR UPDATE"), args)]
+            "AND f.touched_at >= %(cutoff)s) "
+            # Threads paused for an approval or a timer are waiting, not idle: kept.
+            "AND o.thread_id NOT IN (SELECT thread_id FROM {approvals} WHERE status = 'pending') "
+            "AND o.thread_id NOT IN (SELECT thread_id FROM {timers} "
+            "WHERE status IN ('pending', 'claimed'))) ORDER BY thread_id, ns FOR UPDATE"), args)]
         fresh = {thread_id for thread_id, touched, _ in rows if touched >= cutoff}
         first: dict[str, int] = {}
         for thread_id, _, seq in rows:

@@ -329,8 +329,12 @@ class SqliteSaver(SqliteRecords, BaseCheckpointSaver):
     def sweep(self, ttl_seconds: float, *, now: float | None = None) -> list[str]:
         cutoff = (time.time() if now is None else now) - ttl_seconds
         with self._write() as conn:
+            # Threads paused for an approval or a timer are waiting, not idle: kept.
             expired = [r[0] for r in conn.execute(
-                "SELECT thread_id FROM waypoint_threads GROUP BY thread_id "
+                "SELECT thread_id FROM waypoint_threads WHERE thread_id NOT IN "
+                "(SELECT thread_id FROM waypoint_approvals WHERE status = 'pending') "
+                "AND thread_id NOT IN (SELECT thread_id FROM waypoint_timers "
+                "WHERE status IN ('pending', 'claimed')) GROUP BY thread_id "
                 "HAVING MAX(touched_at) < ?", (cutoff,))]
             for thread_id in expired:
                 conn.execute("DELETE FROM waypoint_checkpoints WHERE thread_id = ?", (thread_id,))
