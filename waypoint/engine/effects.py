@@ -56,6 +56,18 @@ def _runtime(what: str) -> TaskRuntime:
     return runtime
 
 
+def _start(what: str, name: str, fn: Callable[..., Any]) -> tuple[TaskRuntime, str]:
+    """Check the arguments and give this call its key (the next in the task's call order)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"effect name must be a non-empty string, got {name!r}")
+    if not callable(fn):
+        raise TypeError(f"effect {name!r}: fn must be callable, got {type(fn).__name__}")
+    runtime = _runtime(what)
+    index = runtime.effect_index
+    runtime.effect_index += 1
+    return runtime, effect_key(runtime, index)
+
+
 def _note(runtime: TaskRuntime, name: str, key: str, status: str) -> None:
     entry = {"node": runtime.task.name, "effect": name, "key": key, "status": status}
     runtime.task.effects.append(entry)
@@ -98,14 +110,7 @@ def effect(name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> A
     `fn` is given the idempotency key as `idempotency_key=` when it accepts that argument
     (or **kwargs), so the action can be made idempotent downstream too.
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"effect name must be a non-empty string, got {name!r}")
-    if not callable(fn):
-        raise TypeError(f"effect {name!r}: fn must be callable, got {type(fn).__name__}")
-    runtime = _runtime("effect")
-    index = runtime.effect_index
-    runtime.effect_index += 1
-    key = effect_key(runtime, index)
+    runtime, key = _start("effect", name, fn)
     saver = runtime.loop.saver
     if saver is None:  # no store: once per run, kept in memory
         memo = runtime.loop.effect_memo
@@ -148,14 +153,7 @@ def _record_result(name: str, key: str, write: Callable[[], Any]) -> Any:
 
 async def aeffect(name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     """`effect` for async nodes: `fn` may be a coroutine function; store calls are async."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"effect name must be a non-empty string, got {name!r}")
-    if not callable(fn):
-        raise TypeError(f"effect {name!r}: fn must be callable, got {type(fn).__name__}")
-    runtime = _runtime("aeffect")
-    index = runtime.effect_index
-    runtime.effect_index += 1
-    key = effect_key(runtime, index)
+    runtime, key = _start("aeffect", name, fn)
 
     async def run() -> Any:
         value = _call(fn, key, args, kwargs)
