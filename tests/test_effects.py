@@ -152,11 +152,14 @@ def _stuck_first_run(saver_: Any, side: Path, on_doubt: str) -> tuple[Any, dict,
     """Start a run whose effect acts and then hangs (as if the process died there)."""
     release = threading.Event()
     config = cfg()
+    calls: list[str] = []
 
     def charge(amount: int, *, idempotency_key: str) -> dict:
+        calls.append(idempotency_key)
+        first = len(calls) == 1  # decided before anyone else can write to the file
         with open(side, "a") as out:
             out.write(f"charged {amount} {idempotency_key}\n")
-        if not release.is_set() and side.read_text().count("charged") == 1:
+        if first and not release.is_set():
             release.wait(30)
         return {"amount": amount, "key": idempotency_key}
 
@@ -171,7 +174,7 @@ def _stuck_first_run(saver_: Any, side: Path, on_doubt: str) -> tuple[Any, dict,
                              daemon=True)
     stuck.start()
     for _ in range(500):
-        if side.exists():
+        if side.exists() and "\n" in side.read_text():  # the first line is complete
             break
         time.sleep(0.01)
     return graph, config, release
