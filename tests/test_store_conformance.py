@@ -15,6 +15,7 @@ import enum
 import itertools
 import json
 import operator
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -36,6 +37,7 @@ from waypoint.checkpoint import Checkpoint
 from waypoint.checkpoint.base import make_config
 from waypoint.checkpoint.ids import new_checkpoint_id
 from waypoint.checkpoint.records import channel_changes
+from waypoint.constants import ERROR, INTERRUPT, RESULT, RESUME
 from waypoint.errors import CheckpointConflict
 from waypoint.messages import AIMessage, HumanMessage
 
@@ -88,8 +90,9 @@ class Chain:
         )
 
     def put(self, updates: dict[str, Any], *, source: str = "loop",
-            parent: Checkpoint | None = None, **extra_meta: Any) -> Checkpoint:
-        checkpoint = self.make(updates, parent=parent)
+            parent: Checkpoint | None = None, next_tasks: list[tuple[Any, ...]] | None = None,
+            **extra_meta: Any) -> Checkpoint:
+        checkpoint = self.make(updates, parent=parent, next_tasks=next_tasks)
         parent_id = parent.id if parent is not None else self.head
         metadata = {"source": source, "step": checkpoint.step, "parents": {}, **extra_meta}
         self.store.put(cfg(self.thread_id, ns=self.ns), checkpoint, metadata,
@@ -773,8 +776,9 @@ def test_sweep_deletes_threads_idle_longer_than_ttl(backend):
     with isolated_store(backend) as store:
         first, second = backend.thread("first"), backend.thread("second")
         start = time.time()
-        a = Chain(store, first).put({"x": 1}, source="input")
-        b = Chain(store, second).put({"y": 1}, source="input")
+        # finished heads (no next tasks): a head with next tasks waits, and is never swept
+        a = Chain(store, first).put({"x": 1}, source="input", next_tasks=[])
+        b = Chain(store, second).put({"y": 1}, source="input", next_tasks=[])
         assert store.sweep(3600, now=start - 10) == []
         assert store.sweep(0, now=start - 1) == []
         assert store.sweep(3600) == []
@@ -794,6 +798,202 @@ def test_sweep_deletes_threads_idle_longer_than_ttl(backend):
         assert store.get_tuple(cfg(second)) is None
         assert list(store.list(None)) == []
         assert store.sweep(0, now=time.time() + 3600) == []
+
+
+# ---------------------------------------------------------------- sweep keeps waiting threads
+
+LATER = 3600.0  # sweeps below run this far in the future (now=), with a TTL of a minute
+
+
+def test_sweep_reads_the_root_head_and_its_pending_writes(backend):
+    """Direct store calls: a head with next tasks waits (a crash mid-step too) unless its
+    pending writes hold an error and no interrupt; put_writes on an older checkpoint does not
+    count; only the root namespace decides; copy_thread copies what the head means."""
+    with isolated_store(backend) as store:
+        ask = [("ask-task", INTERRUPT, {"question": "ok?"})]
+        boom = [("done-task", RESULT, [[["log", ["x"]]], []]),
+                ("bad-task", ERROR, {"type": "ValueError", "message": "boom"})]
+        made: dict[str, Chain] = {}
+
+        def thread(label: str, next_tasks: list | None = None, writes: list | None = None,
+                   ns: str = "") -> Chain:
+            chain = made.get(label) or Chain(store, backend.thread(label), ns)
+            made.setdefault(label, chain)
+            head = chain.put({"n": len(chain.made)}, next_tasks=next_tasks)
+            if writes is not None:
+                store.put_writes(cfg(chain.thread_id, head.id, ns), writes)
+            return chain
+
+        crashed = thread("crashed")  # next tasks, no writes: resumable
+        asked = thread("asked", writes=ask)
+        asked_and_failed = thread("asked-and-failed", writes=boom + ask)
+        failed = thread("failed", writes=boom)
+        finished = thread("finished", next_tasks=[], writes=[("t", RESUME, ["late"])])
+        answered = thread("answered", writes=boom)  # failed, then a resume asked again
+        store.put_writes(cfg(answered.thread_id, answered.head), ask)
+        old_error = thread("old-error")  # an error recorded on an older checkpoint
+        older = old_error.head
+        thread("old-error")
+        store.put_writes(cfg(old_error.thread_id, older), boom)
+        sub_waits = thread("sub-waits", next_tasks=[])  # root finished, a subgraph waits
+        Chain(store, sub_waits.thread_id, "child:1").put({"s": 1})
+        root_waits = thread("root-waits")  # root waits, its subgraph finished
+        Chain(store, root_waits.thread_id, "child:1").put({"s": 1}, next_tasks=[])
+        crashed_copy, failed_copy = backend.thread("crashed-copy"), backend.thread("failed-copy")
+        store.copy_thread(crashed.thread_id, crashed_copy)
+        store.copy_thread(failed.thread_id, failed_copy)
+
+        later = time.time() + LATER
+        swept = store.sweep(60, now=later)
+        assert sorted(swept) == sorted([failed.thread_id, finished.thread_id,
+                                        sub_waits.thread_id, failed_copy])
+        for kept in (crashed, asked, asked_and_failed, answered, old_error, root_waits):
+            assert store.get_tuple(cfg(kept.thread_id)).checkpoint.id == kept.head
+        assert store.head_id(crashed_copy) == crashed.head
+        assert store.sweep(60, now=later) == []
+
+        # The state follows the head: a finished head is idle, a new step waits again.
+        thread("asked", next_tasks=[])
+        thread("crashed", next_tasks=[])
+        thread("crashed")
+        assert store.sweep(60, now=later) == [asked.thread_id]
+
+
+def paused_and_ended_threads(store: Any, backend: Backend) -> dict[str, str]:
+    """Graph runs leaving a thread in each state that matters to sweep: label -> thread id.
+    Waiting: at interrupt() (in the graph and in a subgraph), at interrupt_before and
+    interrupt_after breakpoints (compiled in, or passed to invoke). Ended: finished, failed,
+    and interrupted then resumed to the end."""
+    made = {label: backend.thread(label) for label in (*WAITING_LABELS, *ENDED_LABELS)}
+    assert "__interrupt__" in ask_graph(store).invoke({"log": []}, cfg(made["interrupt"]))
+    parent_with_interrupting_child(store).invoke({"log": []}, cfg(made["subgraph"]))
+    chain_app(store, interrupt_before=["b"]).invoke({"log": []}, cfg(made["before"]))
+    chain_app(store, interrupt_after=["a"]).invoke({"log": []}, cfg(made["after"]))
+    chain_app(store).invoke({"log": []}, cfg(made["before-invoke"]), interrupt_before=["c"])
+    chain_app(store).invoke({"log": []}, cfg(made["after-invoke"]), interrupt_after=["b"])
+    chain_app(store).invoke({"log": []}, cfg(made["done"]))
+    with pytest.raises(ValueError, match="boom in bad"):
+        failing_sibling_app(store, {}, {"on": True}).invoke({"log": []}, cfg(made["failed"]))
+    ask_graph(store).invoke({"log": []}, cfg(made["resumed"]))
+    ask_graph(store).invoke(Command(resume="yes"), cfg(made["resumed"]))
+    return made
+
+
+WAITING_LABELS = ("interrupt", "subgraph", "before", "after", "before-invoke", "after-invoke")
+ENDED_LABELS = ("done", "failed", "resumed")
+WAITING_NEXT = {"interrupt": ("ask",), "subgraph": ("child",), "before": ("b",),
+                "after": ("b",), "before-invoke": ("c",), "after-invoke": ("c",)}
+
+
+def resume_to_the_end(store: Any, made: dict[str, str]) -> None:
+    """Answer or continue every waiting thread of paused_and_ended_threads until it ends."""
+    ask_graph(store).invoke(Command(resume="yes"), cfg(made["interrupt"]))
+    parent_with_interrupting_child(store).invoke(Command(resume="ok"), cfg(made["subgraph"]))
+    chain_app(store, interrupt_before=["b"]).invoke(None, cfg(made["before"]))
+    chain_app(store, interrupt_after=["a"]).invoke(None, cfg(made["after"]))
+    chain_app(store).invoke(None, cfg(made["before-invoke"]))
+    chain_app(store).invoke(None, cfg(made["after-invoke"]))
+    for label in WAITING_LABELS:
+        assert store.get_tuple(cfg(made[label])).checkpoint.next_tasks == [], label
+
+
+def check_sweeps(store: Any, made: dict[str, str]) -> None:
+    """Past the TTL, sweep takes the ended threads and keeps the waiting ones; once those
+    are resumed to the end, it takes them too."""
+    later = time.time() + LATER
+    ended = [made[label] for label in ENDED_LABELS]
+    assert sorted(store.sweep(60, now=later)) == sorted(ended)
+    for label in WAITING_LABELS:
+        assert store.get_tuple(cfg(made[label])) is not None, label
+    apps = {"interrupt": ask_graph(store), "subgraph": parent_with_interrupting_child(store)}
+    for label, next_nodes in WAITING_NEXT.items():
+        assert apps.get(label, chain_app(store)).get_state(cfg(made[label])).next == next_nodes
+    assert store.sweep(60, now=later) == []
+
+    resume_to_the_end(store, made)
+    waiting = [made[label] for label in WAITING_LABELS]
+    assert sorted(store.sweep(60, now=later)) == sorted(waiting)
+    assert all(store.head_id(thread_id) is None for thread_id in made.values())
+
+
+def test_sweep_keeps_threads_paused_for_a_person(backend):
+    with isolated_store(backend) as store:
+        check_sweeps(store, paused_and_ended_threads(store, backend))
+
+
+def old_schema_copy(backend: Backend, source: str, monkeypatch: Any, tmp_path: Path
+                    ) -> contextlib.AbstractContextManager[Any]:
+    """A store of the schema version before the thread state (SQLite 3, PostgreSQL 2), made
+    by applying only the earlier migrations, holding a copy of `source`'s checkpoints; opened
+    with the current code, it migrates."""
+    if backend.kind == "sqlite":
+        from waypoint.checkpoint import sqlite as module
+
+        old, options = str(tmp_path / "old.db"), {}
+    else:
+        from waypoint.checkpoint import postgres as module
+        from waypoint.checkpoint import postgres_records
+
+        monkeypatch.setattr(postgres_records, "_STATE_PAGE", 2)  # several pages to fill
+        old, options = source, {"schema": f"old_{uuid.uuid4().hex[:8]}"}
+    before = module._MIGRATIONS[:-1]
+    assert [v for v, _ in before] == list(range(1, len(module._MIGRATIONS)))
+    with monkeypatch.context() as patch:
+        patch.setattr(module, "_MIGRATIONS", before)
+        with open_store(backend.kind, old, **options):
+            pass
+    threads = "thread_id, ns, head, touched_at, seq"
+    if backend.kind == "sqlite":
+        conn = sqlite3.connect(old, isolation_level=None)
+        conn.execute("ATTACH DATABASE ? AS src", (source,))
+        conn.execute(f"INSERT INTO waypoint_threads ({threads}) SELECT {threads} "
+                     "FROM src.waypoint_threads")
+        conn.execute("INSERT INTO waypoint_checkpoints SELECT * FROM src.waypoint_checkpoints")
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(waypoint_threads)")]
+        versions = [r[0] for r in conn.execute("SELECT version FROM waypoint_migrations")]
+        conn.close()
+    else:
+        import psycopg
+
+        schema = options["schema"]
+        with psycopg.connect(source, autocommit=True) as conn:
+            conn.execute(f'INSERT INTO "{schema}".waypoint_threads ({threads}) SELECT {threads} '
+                         "FROM public.waypoint_threads")
+            conn.execute(f'INSERT INTO "{schema}".waypoint_checkpoints SELECT * '
+                         "FROM public.waypoint_checkpoints")
+            columns = [r[0] for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+                "AND table_name = 'waypoint_threads'", (schema,))]
+            versions = [r[0] for r in conn.execute(
+                f'SELECT version FROM "{schema}".waypoint_migrations')]
+    assert "state" not in columns
+    assert sorted(versions) == [v for v, _ in before]
+    return open_store(backend.kind, old, **options)
+
+
+def test_an_older_schema_migrates_with_each_thread_state(backend, monkeypatch, tmp_path):
+    """A store made by the schema before the thread state (its threads written by graph
+    runs) migrates: waiting threads are kept, ended ones swept, and the state is kept up to
+    date afterwards. A head this process cannot read (encrypted, no key) counts as waiting."""
+    if not backend.persistent:
+        pytest.skip("the memory store has no schema to migrate")
+    pytest.importorskip("cryptography")
+    from waypoint.checkpoint.crypto import Cipher
+
+    with contextlib.ExitStack() as stack:
+        if backend.kind == "postgres":
+            source = stack.enter_context(private_postgres_database())
+        else:
+            source = str(tmp_path / "source.db")
+        with open_store(backend.kind, source) as store:
+            made = paused_and_ended_threads(store, backend)
+        sealed = backend.thread("sealed")  # finished, but nobody here can read it
+        with open_store(backend.kind, source, cipher=Cipher(bytes(range(32)))) as store:
+            Chain(store, sealed).put({"secret": 1}, next_tasks=[])
+        with old_schema_copy(backend, source, monkeypatch, tmp_path) as store:
+            check_sweeps(store, made)
+            assert store.head_id(sealed) is not None
+            assert store.sweep(60, now=time.time() + LATER) == []
 
 
 async def test_async_methods(backend):

@@ -4,6 +4,20 @@ One super-step is one call: `put` commits a new checkpoint that names its parent
 head it expects (a stale writer gets `CheckpointConflict` and nothing is written), and
 `put_writes` records, in one transaction, the pending writes of a step that did not
 finish (finished tasks' writes, interrupts, resume values, errors) on its checkpoint.
+
+Retention: `sweep(ttl)` deletes threads not written for `ttl` seconds, but never one that
+waits for a person or a timer. Each store keeps, beside a namespace's head, what that head
+means (`IDLE`, `WAITING`, `FAILED`), set by the `put` and `put_writes` that already write
+the head row, so a sweep decodes nothing. Only the root namespace ("") decides:
+
+- `IDLE`: the head has no next tasks (the run finished): sweepable;
+- `WAITING`: the head has next tasks: paused at `interrupt()` or at an `interrupt_before` /
+  `interrupt_after` breakpoint, paused by a budget, or stopped mid-step by a crash (it can
+  be resumed): never swept;
+- `FAILED`: the head's pending writes hold an error and no interrupt (the last run failed):
+  sweepable, like an idle thread.
+
+A thread with a pending approval or a pending or claimed timer is kept whatever its state.
 """
 
 from __future__ import annotations
@@ -13,11 +27,47 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from ..constants import ERROR, INTERRUPT
+from ..errors import SerializationError
 from .durable_records import RecordStore
 
 # A task to run from a checkpoint: (node,) triggered by edges, or (node, arg) from a Send.
 TaskRef = tuple[Any, ...]
 PendingWrite = tuple[str, str, Any]  # (task_id, channel, value)
+
+# What a namespace's head means for retention (see the module docstring); stored as a small
+# integer beside the head, so these values are part of the SQLite and PostgreSQL schemas.
+IDLE, WAITING, FAILED = 0, 1, 2
+
+
+def state_of_head(next_tasks: Sequence[Any]) -> int:
+    """The state of a head just put (it has no pending writes yet)."""
+    return WAITING if next_tasks else IDLE
+
+
+def state_of_writes(writes: Sequence[PendingWrite]) -> int:
+    """The state of a head that has next tasks, given its pending writes: an error with no
+    interrupt is a failed run; anything else (an interrupt, even beside an error; resume
+    values; nothing) still waits to be resumed."""
+    channels = {write[1] for write in writes}
+    return FAILED if ERROR in channels and INTERRUPT not in channels else WAITING
+
+
+def state_of_stored(body: bytes | None, writes: bytes | None, cipher: Any = None) -> int:
+    """The state of a stored head record (its own body and writes, as the SQL stores keep
+    them), for a migration that adds the state to existing threads. The record's own body
+    names its next tasks (deltas too), so no chain is replayed. A record this process
+    cannot read (encrypted, and no key here) counts as WAITING: never guess a thread idle."""
+    from .records import unseal  # records imports this module
+
+    if body is None:  # no head record: nothing to resume
+        return IDLE
+    try:
+        if not unseal(body, cipher)[1]:
+            return IDLE
+        return state_of_writes(unseal(writes, cipher)) if writes else WAITING
+    except SerializationError:
+        return WAITING
 
 
 @dataclass(slots=True)
@@ -115,7 +165,10 @@ class BaseCheckpointSaver(RecordStore):
         raise NotImplementedError
 
     def sweep(self, ttl_seconds: float, *, now: float | None = None) -> list[str]:
-        """Delete threads not written for `ttl_seconds`; return their ids."""
+        """Delete threads not written for `ttl_seconds`; return their ids.
+
+        A thread that waits (its root head has next tasks and its last run did not fail, or
+        it has a pending approval or timer) is kept however old: paused is not idle."""
         raise NotImplementedError
 
     def setup(self) -> None:

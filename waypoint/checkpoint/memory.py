@@ -11,11 +11,15 @@ from typing import Any
 from ..errors import CheckpointConflict
 from . import serde
 from .base import (
+    IDLE,
+    WAITING,
     BaseCheckpointSaver,
     Checkpoint,
     CheckpointTuple,
     PendingWrite,
     make_config,
+    state_of_head,
+    state_of_writes,
     thread_of,
 )
 from .memory_records import MemoryRecords
@@ -41,6 +45,7 @@ class _Namespace:
     records: dict[str, _Stored] = field(default_factory=dict)
     head: str | None = None
     touched: float = 0.0
+    state: int = IDLE  # what the head means for sweep (base.py: IDLE, WAITING, FAILED)
 
 
 class MemorySaver(MemoryRecords, BaseCheckpointSaver):
@@ -82,17 +87,21 @@ class MemorySaver(MemoryRecords, BaseCheckpointSaver):
             )
             space.order.append(checkpoint.id)
             space.head = checkpoint.id
+            space.state = state_of_head(checkpoint.next_tasks)
             space.touched = time.time()
         return make_config(thread_id, ns, checkpoint.id)
 
     def put_writes(self, config: dict[str, Any], writes: Sequence[PendingWrite]) -> None:
         thread_id, ns, checkpoint_id = thread_of(config)
-        blob = serde.dumps(list(writes))
+        writes = list(writes)
+        blob = serde.dumps(writes)
         with self._lock:
             space = self._threads.get(thread_id, {}).get(ns)
             if space is None or checkpoint_id not in space.records:
                 raise KeyError(f"no checkpoint {checkpoint_id!r} in thread {thread_id!r}")
             space.records[checkpoint_id].writes = blob
+            if checkpoint_id == space.head and space.state != IDLE:
+                space.state = state_of_writes(writes)
             space.touched = time.time()
 
     # -- retention ---------------------------------------------------------------------
@@ -143,18 +152,19 @@ class MemorySaver(MemoryRecords, BaseCheckpointSaver):
                     list(space.order),
                     {k: _Stored(**{f: getattr(r, f) for f in _Stored.__slots__})
                      for k, r in space.records.items()},
-                    space.head, time.time(),
+                    space.head, time.time(), space.state,
                 )
             self._threads[str(target_thread_id)] = copied
 
     def sweep(self, ttl_seconds: float, *, now: float | None = None) -> list[str]:
-        """Delete threads untouched for `ttl_seconds`; returns their ids."""
+        """Delete threads untouched for `ttl_seconds`; returns their ids. Threads paused
+        (root head WAITING) or waiting on an approval or a timer are kept: not idle."""
         cutoff = (time.time() if now is None else now) - ttl_seconds
-        waiting = self._waiting_threads()  # paused for an approval or a timer: not idle
+        waiting = self._waiting_threads()  # paused for an approval or a timer
         with self._lock:
             expired = [t for t, spaces in self._threads.items()
                        if max((s.touched for s in spaces.values()), default=0) < cutoff
-                       and t not in waiting]
+                       and t not in waiting and not _paused(spaces)]
             for thread_id in expired:
                 del self._threads[thread_id]
             self._drop_records(expired)
@@ -230,6 +240,12 @@ class MemorySaver(MemoryRecords, BaseCheckpointSaver):
                 if limit is not None and len(selected) >= limit:
                     break
         yield from selected
+
+
+def _paused(spaces: dict[str, _Namespace]) -> bool:
+    """Whether a thread waits to be resumed: only its root namespace decides."""
+    root = spaces.get("")
+    return root is not None and root.state == WAITING
 
 
 InMemorySaver = MemorySaver

@@ -32,15 +32,19 @@ from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ..errors import CheckpointConflict
 from .base import (
+    IDLE,
+    WAITING,
     BaseCheckpointSaver,
     Checkpoint,
     CheckpointTuple,
     PendingWrite,
     make_config,
+    state_of_head,
+    state_of_writes,
     thread_of,
 )
 from .crypto import Cipher
-from .postgres_records import RECORD_TABLES, PostgresRecords
+from .postgres_records import RECORD_TABLES, THREAD_STATE, PostgresRecords
 from .records import DEFAULT_SNAPSHOT_EVERY, SNAPSHOT, decode, encode, seal, unseal
 
 _POOL_MIN, _POOL_MAX = 1, 10
@@ -52,7 +56,8 @@ _GROUP_LEADERS = 2  # batches in flight at once (per saver, or per event loop)
 # Applied once each, in order, in the setup transaction. `seq` keeps insertion order, which
 # is what MemorySaver lists by (newest first) and keeps when pruning. Ids are compared with
 # COLLATE "C" so `before=` orders them like Python strings, whatever the database locale.
-_MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+# A step that is not SQL is a plan of its own (saver, statements to send first).
+_MIGRATIONS: tuple[tuple[int, tuple[Any, ...]], ...] = (
     (1, (
         """CREATE TABLE {threads} (
             thread_id text COLLATE "C" NOT NULL,
@@ -79,6 +84,7 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         "CREATE INDEX waypoint_checkpoints_list_idx ON {checkpoints} (thread_id, ns, seq DESC)",
     )),
     (2, RECORD_TABLES),  # effects, approvals and timers (postgres_records.py)
+    (3, THREAD_STATE),  # whether a thread waits, for sweep (postgres_records.py)
 )
 
 # Records named by `sel` (thread_id, ns, id, ord) plus their ancestors back to the nearest
@@ -662,11 +668,17 @@ class PostgresSaver(PostgresRecords, BaseCheckpointSaver):
         results = yield [*batch, _Stmt(self._sql("SELECT version FROM {migrations}"))]
         done = {row[0] for row in results[-1]}
         last = _Last()
-        for version, statements in _MIGRATIONS:
-            if version not in done:
-                last += [_Stmt(self._sql(s), prepare=False) for s in statements]
-                last.append(_Stmt(self._sql("INSERT INTO {migrations} VALUES (%s, %s)"),
-                                  [version, time.time()]))
+        for version, steps in _MIGRATIONS:
+            if version in done:
+                continue
+            for step in steps:
+                if callable(step):  # runs after (and sends) the statements before it
+                    yield from step(self, list(last))
+                    last = _Last()
+                else:
+                    last.append(_Stmt(self._sql(step), prepare=False))
+            last.append(_Stmt(self._sql("INSERT INTO {migrations} VALUES (%s, %s)"),
+                              [version, time.time()]))
         if last:
             yield last
 
@@ -689,7 +701,8 @@ class PostgresSaver(PostgresRecords, BaseCheckpointSaver):
         thread_id, ns, _ = thread_of(config)
         return {"t": thread_id, "ns": ns, "id": checkpoint.id, "exp": expected_head,
                 "parent": parent_id, "step": checkpoint.step, "ts": checkpoint.ts,
-                "meta": seal(metadata, self.cipher)}
+                "meta": seal(metadata, self.cipher),
+                "state": state_of_head(checkpoint.next_tasks)}
 
     def _hinted_depth(self, args: dict[str, Any]) -> tuple[bool, int | None]:
         """(whether a put on the head knows its parent's depth without a read, that depth).
@@ -722,11 +735,11 @@ class PostgresSaver(PostgresRecords, BaseCheckpointSaver):
         if that worked. A stale head inserts nothing and is no error, so it cannot abort a
         transaction shared with other puts."""
         claim = (
-            "INSERT INTO {threads} (thread_id, ns, head, touched_at) VALUES (%(t)s, %(ns)s, "
-            "%(id)s, %(now)s) ON CONFLICT DO NOTHING RETURNING 1"
+            "INSERT INTO {threads} (thread_id, ns, head, touched_at, state) VALUES (%(t)s, "
+            "%(ns)s, %(id)s, %(now)s, %(state)s) ON CONFLICT DO NOTHING RETURNING 1"
             if new_thread else
-            "UPDATE {threads} SET head = %(id)s, touched_at = %(now)s WHERE thread_id = %(t)s "
-            "AND ns = %(ns)s AND head = %(exp)s RETURNING 1")
+            "UPDATE {threads} SET head = %(id)s, touched_at = %(now)s, state = %(state)s "
+            "WHERE thread_id = %(t)s AND ns = %(ns)s AND head = %(exp)s RETURNING 1")
         return self._sql(f"WITH moved AS ({claim}) {_INSERT} SELECT {_INSERT_VALUES} "
                          f"FROM moved{_ON_CONFLICT} RETURNING 1")
 
@@ -751,9 +764,9 @@ class PostgresSaver(PostgresRecords, BaseCheckpointSaver):
             # snapshot, so a concurrent prune cannot remove it between read and insert.
             args["now"] = time.time()
             moved, found = yield [
-                _Stmt(self._sql("UPDATE {threads} SET head = %(id)s, touched_at = %(now)s "
-                                "WHERE thread_id = %(t)s AND ns = %(ns)s AND head = %(exp)s "
-                                "RETURNING 1"), args),
+                _Stmt(self._sql("UPDATE {threads} SET head = %(id)s, touched_at = %(now)s, "
+                                "state = %(state)s WHERE thread_id = %(t)s AND ns = %(ns)s "
+                                "AND head = %(exp)s RETURNING 1"), args),
                 _Stmt(self._sql("SELECT (SELECT head FROM {threads} WHERE thread_id = %(t)s "
                                 "AND ns = %(ns)s), (SELECT depth FROM {checkpoints} "
                                 "WHERE thread_id = %(t)s AND ns = %(ns)s AND id = %(parent)s)"),
@@ -1084,15 +1097,18 @@ class PostgresSaver(PostgresRecords, BaseCheckpointSaver):
 
     def _put_writes_plan(self, config: dict[str, Any], writes: Sequence[PendingWrite]) -> _Plan:
         thread_id, ns, checkpoint_id = thread_of(config)
+        writes = list(writes)
         args = {"t": thread_id, "ns": ns, "id": checkpoint_id,
-                "w": seal(list(writes), self.cipher), "now": time.time()}
+                "w": seal(writes, self.cipher), "now": time.time(),
+                "state": state_of_writes(writes), "idle": IDLE}
         _, touched = yield _Last([
             _Stmt(self._sql("SELECT 1 FROM {threads} WHERE thread_id = %(t)s AND ns = %(ns)s "
                             "FOR NO KEY UPDATE"), args),  # thread row first: the lock order
             _Stmt(self._sql(
                 "WITH c AS (UPDATE {checkpoints} SET writes = %(w)s WHERE thread_id = %(t)s "
                 "AND ns = %(ns)s AND id = %(id)s RETURNING 1) UPDATE {threads} SET "
-                "touched_at = %(now)s WHERE thread_id = %(t)s AND ns = %(ns)s "
+                "touched_at = %(now)s, state = CASE WHEN head = %(id)s AND state <> %(idle)s "
+                "THEN %(state)s ELSE state END WHERE thread_id = %(t)s AND ns = %(ns)s "
                 "AND EXISTS (SELECT 1 FROM c) RETURNING 1"), args),
         ])
         if not touched:
@@ -1179,8 +1195,8 @@ class PostgresSaver(PostgresRecords, BaseCheckpointSaver):
         if target:
             raise ValueError(f"thread {target_thread_id!r} already exists")
         yield _Last([
-            _Stmt(self._sql("INSERT INTO {threads} (thread_id, ns, head, touched_at) "
-                            "SELECT %(dst)s, ns, head, %(now)s FROM {threads} "
+            _Stmt(self._sql("INSERT INTO {threads} (thread_id, ns, head, touched_at, state) "
+                            "SELECT %(dst)s, ns, head, %(now)s, state FROM {threads} "
                             "WHERE thread_id = %(src)s ORDER BY seq"), args),
             _Stmt(self._sql("INSERT INTO {checkpoints} (thread_id, ns, id, parent_id, step, ts, "
                             "kind, depth, body, metadata, writes) SELECT %(dst)s, ns, id, "
@@ -1204,20 +1220,23 @@ class PostgresSaver(PostgresRecords, BaseCheckpointSaver):
 
     def _sweep_plan(self, ttl_seconds: float, now: float | None) -> _Plan:
         cutoff = (time.time() if now is None else now) - ttl_seconds
-        args: dict[str, Any] = {"cutoff": cutoff}
+        args: dict[str, Any] = {"cutoff": cutoff, "waiting": WAITING}
         # Lock the candidates' rows, then re-check them: a put may have touched one meanwhile.
         (rows,) = yield [_Stmt(self._sql(
-            "SELECT thread_id, touched_at, seq FROM {threads} WHERE thread_id IN "
-            "(SELECT o.thread_id FROM {threads} o WHERE o.touched_at < %(cutoff)s "
-            "AND NOT EXISTS (SELECT 1 FROM {threads} f WHERE f.thread_id = o.thread_id "
-            "AND f.touched_at >= %(cutoff)s) "
-            # Threads paused for an approval or a timer are waiting, not idle: kept.
+            "SELECT thread_id, touched_at, seq, ns = '' AND state = %(waiting)s FROM {threads} "
+            "WHERE thread_id IN (SELECT o.thread_id FROM {threads} o "
+            "WHERE o.touched_at < %(cutoff)s AND NOT EXISTS (SELECT 1 FROM {threads} f "
+            "WHERE f.thread_id = o.thread_id AND (f.touched_at >= %(cutoff)s "
+            "OR (f.ns = '' AND f.state = %(waiting)s))) "
+            # Threads paused (root head WAITING) or waiting for an approval or a timer are
+            # waiting, not idle: kept.
             "AND o.thread_id NOT IN (SELECT thread_id FROM {approvals} WHERE status = 'pending') "
             "AND o.thread_id NOT IN (SELECT thread_id FROM {timers} "
             "WHERE status IN ('pending', 'claimed'))) ORDER BY thread_id, ns FOR UPDATE"), args)]
-        fresh = {thread_id for thread_id, touched, _ in rows if touched >= cutoff}
+        fresh = {thread_id for thread_id, touched, _, paused in rows
+                 if touched >= cutoff or paused}
         first: dict[str, int] = {}
-        for thread_id, _, seq in rows:
+        for thread_id, _, seq, _ in rows:
             if thread_id not in fresh:
                 first[thread_id] = min(seq, first.get(thread_id, seq))
         expired = sorted(first, key=first.__getitem__)  # creation order, as MemorySaver

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
+from .base import WAITING, state_of_stored
 from .crypto import Cipher
 from .durable_records import (
     APPROVAL_COLUMNS,
@@ -98,6 +99,46 @@ RECORD_TABLES: tuple[str, ...] = (
         PRIMARY KEY (thread_id, id))""",
     "CREATE INDEX waypoint_timers_open_idx ON {timers} (due_at) "
     "WHERE status IN ('pending', 'claimed')",
+)
+
+_STATE_PAGE = 200  # head records read per round trip while migration 3 fills the states
+_HEADS = ("SELECT t.thread_id, t.ns, c.body, c.writes FROM {threads} t LEFT JOIN {checkpoints} c "
+          "ON c.thread_id = t.thread_id AND c.ns = t.ns AND c.id = t.head")
+_HEADS_FIRST = _HEADS + " ORDER BY t.thread_id, t.ns LIMIT %(page)s"
+_HEADS_AFTER = (_HEADS + " WHERE (t.thread_id, t.ns) > (%(t)s, %(ns)s) "
+                "ORDER BY t.thread_id, t.ns LIMIT %(page)s")
+_SET_STATES = ("UPDATE {threads} t SET state = u.state FROM unnest(%(t)s::text[], "
+               "%(ns)s::text[], %(s)s::smallint[]) AS u(thread_id, ns, state) "
+               "WHERE t.thread_id = u.thread_id AND t.ns = u.ns")
+
+
+def fill_thread_states(saver: Any, before: list[Any]) -> _Plan:
+    """Migration 3's Python step, after its DDL (`before`, sent with the first page): each
+    namespace's state from its head's own record, body and pending writes (no chain is
+    replayed), a page per round trip, each page's updates sent with the next read."""
+    args: dict[str, Any] = {"page": _STATE_PAGE}
+    batch = [*before, _stmt(saver._sql(_HEADS_FIRST), dict(args))]
+    while True:
+        rows = (yield batch)[-1]
+        changed = [(t, ns, state) for t, ns, body, writes in rows
+                   if (state := state_of_stored(body, writes, saver.cipher)) != WAITING]
+        batch = [_stmt(saver._sql(_SET_STATES), {"t": [c[0] for c in changed],
+                                                 "ns": [c[1] for c in changed],
+                                                 "s": [c[2] for c in changed]})] if changed else []
+        if len(rows) < _STATE_PAGE:
+            break
+        args.update(t=rows[-1][0], ns=rows[-1][1])
+        batch.append(_stmt(saver._sql(_HEADS_AFTER), dict(args)))
+    if batch:
+        yield batch
+
+
+# Schema migration 3: what each namespace's head means for sweep (base.py: IDLE, WAITING,
+# FAILED), set by every put and put_writes from then on. WAITING is the default: a row
+# written without a state is never taken for idle.
+THREAD_STATE: tuple[Any, ...] = (
+    f"ALTER TABLE {{threads}} ADD COLUMN state smallint NOT NULL DEFAULT {WAITING}",
+    fill_thread_states,
 )
 
 _EFFECT = ", ".join(EFFECT_COLUMNS)

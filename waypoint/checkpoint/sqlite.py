@@ -6,26 +6,55 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from ..errors import CheckpointConflict
 from .base import (
+    IDLE,
+    WAITING,
     BaseCheckpointSaver,
     Checkpoint,
     CheckpointTuple,
     PendingWrite,
     make_config,
+    state_of_head,
+    state_of_stored,
+    state_of_writes,
     thread_of,
 )
 from .crypto import Cipher
 from .records import DEFAULT_SNAPSHOT_EVERY, SNAPSHOT, decode, encode, seal, unseal
 from .sqlite_records import RECORD_TABLES, SqliteRecords
 
+
+def _add_thread_state(saver: SqliteSaver, conn: sqlite3.Connection) -> None:
+    """Migration 4: what each namespace's head means for sweep (base.py: IDLE, WAITING,
+    FAILED), kept up to date by put and put_writes from then on. Existing heads get theirs
+    from their own record (body and pending writes; no chain is replayed). The default,
+    WAITING, is what a row written without a state gets: unknown is never idle."""
+    conn.execute(f"ALTER TABLE waypoint_threads ADD COLUMN state INTEGER NOT NULL "
+                 f"DEFAULT {WAITING}")
+    rows = conn.execute(
+        "SELECT t.thread_id, t.ns, c.body, c.writes FROM waypoint_threads t "
+        "LEFT JOIN waypoint_checkpoints c ON c.thread_id = t.thread_id AND c.ns = t.ns "
+        "AND c.id = t.head")
+    changed: list[tuple[int, str, str]] = []
+    while batch := rows.fetchmany(256):  # bodies are read a page at a time
+        for thread_id, ns, body, writes in batch:
+            state = state_of_stored(body, writes, saver.cipher)
+            if state != WAITING:
+                changed.append((state, thread_id, ns))
+    conn.executemany("UPDATE waypoint_threads SET state = ? WHERE thread_id = ? AND ns = ?",
+                     changed)
+
+
 # Each migration runs once, in order, inside one transaction; the applied versions are
-# recorded so setup() is idempotent and safe from several processes at once.
-_MIGRATIONS: tuple[tuple[int, str], ...] = (
+# recorded so setup() is idempotent and safe from several processes at once. A migration is
+# SQL (statements split on ";") or a function of the saver and the connection.
+_Migration = str | Callable[["SqliteSaver", sqlite3.Connection], None]
+_MIGRATIONS: tuple[tuple[int, _Migration], ...] = (
     (1, """
         CREATE TABLE waypoint_threads (
             thread_id TEXT NOT NULL,
@@ -60,6 +89,8 @@ _MIGRATIONS: tuple[tuple[int, str], ...] = (
     """),
     # Effects, approvals and timers beside the checkpoints (sqlite_records.py).
     (3, RECORD_TABLES),
+    # Whether a thread waits (paused, so sweep keeps it), finished or failed.
+    (4, _add_thread_state),
 )
 
 _NEXT_SEQ = "(SELECT coalesce(max(seq), 0) + 1 FROM waypoint_threads)"
@@ -142,8 +173,11 @@ class SqliteSaver(SqliteRecords, BaseCheckpointSaver):
                 for version, script in _MIGRATIONS:
                     if version in done:
                         continue
-                    for statement in filter(str.strip, script.split(";")):
-                        conn.execute(statement)
+                    if callable(script):
+                        script(self, conn)
+                    else:
+                        for statement in filter(str.strip, script.split(";")):
+                            conn.execute(statement)
                     conn.execute("INSERT INTO waypoint_migrations VALUES (?, ?)",
                                  (version, time.time()))
                 conn.execute("COMMIT")
@@ -192,19 +226,19 @@ class SqliteSaver(SqliteRecords, BaseCheckpointSaver):
             if parent_depth is None:
                 parent_depth = self._depth_of(thread_id, ns, parent_id)
         kind, depth, body = encode(checkpoint, parent_depth, self.snapshot_every, self.cipher)
-        now = time.time()
+        now, state = time.time(), state_of_head(checkpoint.next_tasks)
         with self._write() as conn:
             if expected_head is None:
                 moved = conn.execute(
-                    "INSERT INTO waypoint_threads (thread_id, ns, head, touched_at, seq) "
-                    f"VALUES (?, ?, ?, ?, {_NEXT_SEQ}) ON CONFLICT (thread_id, ns) DO NOTHING",
-                    (thread_id, ns, checkpoint.id, now),
+                    "INSERT INTO waypoint_threads (thread_id, ns, head, touched_at, seq, state) "
+                    f"VALUES (?, ?, ?, ?, {_NEXT_SEQ}, ?) ON CONFLICT (thread_id, ns) DO NOTHING",
+                    (thread_id, ns, checkpoint.id, now, state),
                 ).rowcount
             else:
                 moved = conn.execute(
-                    "UPDATE waypoint_threads SET head = ?, touched_at = ? "
+                    "UPDATE waypoint_threads SET head = ?, touched_at = ?, state = ? "
                     "WHERE thread_id = ? AND ns = ? AND head = ?",
-                    (checkpoint.id, now, thread_id, ns, expected_head),
+                    (checkpoint.id, now, state, thread_id, ns, expected_head),
                 ).rowcount
             if not moved:
                 row = conn.execute(
@@ -247,7 +281,8 @@ class SqliteSaver(SqliteRecords, BaseCheckpointSaver):
 
     def put_writes(self, config: dict[str, Any], writes: Sequence[PendingWrite]) -> None:
         thread_id, ns, checkpoint_id = thread_of(config)
-        blob = seal(list(writes), self.cipher)
+        writes = list(writes)
+        blob = seal(writes, self.cipher)
         with self._write() as conn:
             changed = conn.execute(
                 "UPDATE waypoint_checkpoints SET writes = ? WHERE thread_id = ? AND ns = ? "
@@ -255,9 +290,11 @@ class SqliteSaver(SqliteRecords, BaseCheckpointSaver):
             ).rowcount
             if not changed:
                 raise KeyError(f"no checkpoint {checkpoint_id!r} in thread {thread_id!r}")
+            # On the head of a thread that has next tasks, the writes say whether it waits.
             conn.execute(
-                "UPDATE waypoint_threads SET touched_at = ? WHERE thread_id = ? AND ns = ?",
-                (time.time(), thread_id, ns),
+                "UPDATE waypoint_threads SET touched_at = ?, state = CASE WHEN head = ? AND "
+                "state <> ? THEN ? ELSE state END WHERE thread_id = ? AND ns = ?",
+                (time.time(), checkpoint_id, IDLE, state_of_writes(writes), thread_id, ns),
             )
 
     # -- retention ---------------------------------------------------------------------
@@ -321,21 +358,23 @@ class SqliteSaver(SqliteRecords, BaseCheckpointSaver):
                 (target, source),
             )
             conn.execute(
-                "INSERT INTO waypoint_threads (thread_id, ns, head, touched_at, seq) "
-                f"SELECT ?, ns, head, ?, {_NEXT_SEQ} + seq FROM waypoint_threads "
+                "INSERT INTO waypoint_threads (thread_id, ns, head, touched_at, seq, state) "
+                f"SELECT ?, ns, head, ?, {_NEXT_SEQ} + seq, state FROM waypoint_threads "
                 "WHERE thread_id = ? ORDER BY seq", (target, time.time(), source),
             )
 
     def sweep(self, ttl_seconds: float, *, now: float | None = None) -> list[str]:
         cutoff = (time.time() if now is None else now) - ttl_seconds
         with self._write() as conn:
-            # Threads paused for an approval or a timer are waiting, not idle: kept.
+            # Threads paused (root head WAITING) or waiting for an approval or a timer are
+            # waiting, not idle: kept.
             expired = [r[0] for r in conn.execute(
                 "SELECT thread_id FROM waypoint_threads WHERE thread_id NOT IN "
                 "(SELECT thread_id FROM waypoint_approvals WHERE status = 'pending') "
                 "AND thread_id NOT IN (SELECT thread_id FROM waypoint_timers "
                 "WHERE status IN ('pending', 'claimed')) GROUP BY thread_id "
-                "HAVING MAX(touched_at) < ?", (cutoff,))]
+                "HAVING MAX(touched_at) < ? AND SUM(ns = '' AND state = ?) = 0",
+                (cutoff, WAITING))]
             for thread_id in expired:
                 conn.execute("DELETE FROM waypoint_checkpoints WHERE thread_id = ?", (thread_id,))
                 conn.execute("DELETE FROM waypoint_threads WHERE thread_id = ?", (thread_id,))
