@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..constants import END, START
+from .graph_json import graph_to_json
 from .spec import GraphSpec
 
 
@@ -24,6 +25,7 @@ class DrawableGraph:
     nodes: dict[str, str] = field(default_factory=dict)  # id -> label
     edges: list[DrawEdge] = field(default_factory=list)
     subgraphs: dict[str, DrawableGraph] = field(default_factory=dict)
+    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> node metadata
 
     def draw_mermaid(self) -> str:
         lines = ["---", "config:", "  flowchart:", "    curve: linear", "---", "graph TD;"]
@@ -61,11 +63,18 @@ class DrawableGraph:
         return lines
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "nodes": [{"id": k, "name": v} for k, v in self.nodes.items()],
-            "edges": [{"source": e.source, "target": e.target, "conditional": e.conditional,
-                       "data": e.label} for e in self.edges],
-        }
+        """The graph as the Agent Server's `/assistants/{id}/graph` answer (see graph_json)."""
+        return graph_to_json(self)
+
+
+def _node_metadata(spec: GraphSpec, name: str, own: dict[str, Any]) -> dict[str, Any]:
+    """A node's metadata plus where the graph pauses around it, for clients that draw it."""
+    metadata = dict(own or {})
+    pauses = [when for when, nodes in (("before", spec.interrupt_before),
+                                       ("after", spec.interrupt_after)) if name in nodes]
+    if pauses:
+        metadata["__interrupt"] = ",".join(pauses)
+    return metadata
 
 
 def _safe(node_id: str) -> str:
@@ -77,6 +86,9 @@ def drawable_graph(spec: GraphSpec, *, xray: bool | int = False) -> DrawableGrap
     graph.nodes[START] = START
     for name, node in spec.nodes.items():
         graph.nodes[name] = name
+        metadata = _node_metadata(spec, name, node.metadata)
+        if metadata:
+            graph.metadata[name] = metadata
         if xray and node.subgraph is not None:
             depth = xray - 1 if isinstance(xray, int) and not isinstance(xray, bool) else xray
             graph.subgraphs[name] = drawable_graph(node.subgraph.spec, xray=depth)
