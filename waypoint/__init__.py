@@ -2,6 +2,7 @@
 
     from waypoint import StateGraph, START, END, Send, Command, interrupt
     from waypoint.checkpoint import MemorySaver
+    from waypoint.store import InMemoryStore
 """
 
 from .constants import END, START
@@ -22,6 +23,7 @@ from .engine import (
     sleep,
     wait_until,
 )
+from .engine.context import InvalidContextError, Runtime, get_runtime, get_store
 from .errors import (
     BudgetExceeded,
     CheckpointConflict,
@@ -71,6 +73,7 @@ __all__ = [
     "GraphRecursionError",
     "GraphValidationError",
     "Interrupt",
+    "InvalidContextError",
     "InvalidResumeError",
     "InvalidUpdateError",
     "MessagesState",
@@ -81,6 +84,7 @@ __all__ = [
     "PregelTask",
     "RetryPolicy",
     "RunTimeoutError",
+    "Runtime",
     "Send",
     "StateGraph",
     "StateSnapshot",
@@ -94,6 +98,8 @@ __all__ = [
     "fire_due_timers",
     "get_attempt",
     "get_config",
+    "get_runtime",
+    "get_store",
     "get_stream_writer",
     "heartbeat",
     "interrupt",

@@ -15,9 +15,10 @@ from ..errors import GraphInterrupt, GraphValidationError, ParentCommand
 from ..graph.builder import register_compiler
 from ..graph.mermaid import DrawableGraph, drawable_graph
 from ..graph.spec import GraphSpec
+from ..store.base import BaseStore
 from ..types import Interrupt, StateSnapshot
 from . import state_api
-from .context import NO_RESUME, ResumeMap, current_runtime, interrupt_id
+from .context import NO_RESUME, ResumeMap, coerce_context, current_runtime, interrupt_id
 from .loop import RunLoop
 from .runner import arun, iter_sync
 from .saga import compensate_run, has_compensations
@@ -38,7 +39,7 @@ class CompiledStateGraph:
     """A validated graph, ready to run with `invoke`/`stream` and their async twins."""
 
     def __init__(self, spec: GraphSpec, *, checkpointer: Any = None, builder: Any = None,
-                 **options: Any) -> None:
+                 store: BaseStore | None = None, **options: Any) -> None:
         if checkpointer not in (None, True, False) and not isinstance(
             checkpointer, BaseCheckpointSaver
         ):
@@ -46,8 +47,10 @@ class CompiledStateGraph:
                 f"checkpointer must be a waypoint checkpointer (MemorySaver, SqliteSaver, "
                 f"PostgresSaver), got {type(checkpointer).__name__}"
             )
+        _check_store(store)
         self.spec = spec
         self.checkpointer = checkpointer
+        self.store = store  # long-term memory for get_store() / a node's `store` parameter
         self.builder = builder
         self.options = options
         self.name = spec.name
@@ -65,57 +68,77 @@ class CompiledStateGraph:
     def _loop(self, input: Any, config: dict[str, Any] | None, sink: StreamSink | None,
               interrupt_before: Sequence[str] | None = None,
               interrupt_after: Sequence[str] | None = None,
-              durability: str | None = None) -> RunLoop:
+              durability: str | None = None, context: Any = None,
+              store: BaseStore | None = None) -> RunLoop:
         spec = self.spec
         if interrupt_before is not None or interrupt_after is not None:
             spec = _with_interrupts(spec, interrupt_before, interrupt_after)
         loop = RunLoop(self, input, config, saver=self.saver, sink=sink,
                        durability=durability or self.options.get("durability") or "sync")
         loop.spec = spec
+        if store is not None:
+            _check_store(store)
+            loop.store = store
+        else:
+            loop.store = self.store
+        if context is not None:
+            loop.context = coerce_context(spec.context_schema, context)
         return loop
 
     # -- invoke --------------------------------------------------------------------------
 
     def invoke(self, input: Any, config: dict[str, Any] | None = None, *,
-               stream_mode: str = "values", interrupt_before: Sequence[str] | None = None,
+               context: Any = None, stream_mode: str = "values",
+               interrupt_before: Sequence[str] | None = None,
                interrupt_after: Sequence[str] | None = None, durability: str | None = None,
-               budget: Any = None, **_: Any) -> Any:
-        """Run until the graph ends or pauses; return the output state."""
+               budget: Any = None, store: BaseStore | None = None, **_: Any) -> Any:
+        """Run until the graph ends or pauses; return the output state.
+
+        `context`: the run's read-only context (checked against the graph's
+        context_schema), read by nodes through get_runtime() or a `runtime` parameter.
+        `store` replaces the compiled store for this run (e.g. a tenant's scoped view).
+        """
         config = _with_budget(config, budget)
         runtime = current_runtime()
         if runtime is not None and not _own_thread(config, runtime):
-            return self._invoke_nested(input, runtime)
+            return self._invoke_nested(input, runtime, context)
         if stream_mode != "values":
             return [c for c in self.stream(input, config, stream_mode=stream_mode,
-                                           durability=durability)]
-        loop = self._loop(input, config, None, interrupt_before, interrupt_after, durability)
+                                           durability=durability, context=context,
+                                           store=store)]
+        loop = self._loop(input, config, None, interrupt_before, interrupt_after, durability,
+                          context, store)
         for _ in iter_sync(loop):
             pass
         return loop.output()
 
     async def ainvoke(self, input: Any, config: dict[str, Any] | None = None, *,
-                      stream_mode: str = "values",
+                      context: Any = None, stream_mode: str = "values",
                       interrupt_before: Sequence[str] | None = None,
                       interrupt_after: Sequence[str] | None = None,
-                      durability: str | None = None, budget: Any = None, **_: Any) -> Any:
+                      durability: str | None = None, budget: Any = None,
+                      store: BaseStore | None = None, **_: Any) -> Any:
         config = _with_budget(config, budget)
         runtime = current_runtime()
         if runtime is not None and not _own_thread(config, runtime):
-            return await self._ainvoke_nested(input, runtime)
+            return await self._ainvoke_nested(input, runtime, context)
         if stream_mode != "values":
             return [c async for c in self.astream(input, config, stream_mode=stream_mode,
-                                                  durability=durability)]
-        loop = self._loop(input, config, None, interrupt_before, interrupt_after, durability)
+                                                  durability=durability, context=context,
+                                                  store=store)]
+        loop = self._loop(input, config, None, interrupt_before, interrupt_after, durability,
+                          context, store)
         await arun(loop)
         return loop.output()
 
     # -- stream --------------------------------------------------------------------------
 
     def stream(self, input: Any, config: dict[str, Any] | None = None, *,
-               stream_mode: Any = None, subgraphs: bool = False,
+               context: Any = None, stream_mode: Any = None, subgraphs: bool = False,
                interrupt_before: Sequence[str] | None = None,
                interrupt_after: Sequence[str] | None = None, durability: str | None = None,
-               budget: Any = None, **_: Any) -> Iterator[Any]:
+               budget: Any = None, store: BaseStore | None = None,
+               **_: Any) -> Iterator[Any]:
         """Yield the run's progress as it happens, shaped by `stream_mode`."""
         config = _with_budget(config, budget)
         modes, single = normalize_modes(stream_mode)
@@ -123,7 +146,7 @@ class CompiledStateGraph:
         if not live:
             buffer: deque[Any] = deque()
             loop = self._loop(input, config, StreamSink(modes, buffer.append, subgraphs=subgraphs),
-                              interrupt_before, interrupt_after, durability)
+                              interrupt_before, interrupt_after, durability, context, store)
             steps = iter_sync(loop)
             failure: BaseException | None = None
             try:
@@ -143,7 +166,7 @@ class CompiledStateGraph:
             return
         parts: queue.SimpleQueue[Any] = queue.SimpleQueue()
         loop = self._loop(input, config, StreamSink(modes, parts.put, subgraphs=subgraphs),
-                          interrupt_before, interrupt_after, durability)
+                          interrupt_before, interrupt_after, durability, context, store)
 
         def work() -> None:
             try:
@@ -169,22 +192,23 @@ class CompiledStateGraph:
             loop.cancelled = True
 
     async def astream(self, input: Any, config: dict[str, Any] | None = None, *,
-                      stream_mode: Any = None, subgraphs: bool = False,
+                      context: Any = None, stream_mode: Any = None, subgraphs: bool = False,
                       interrupt_before: Sequence[str] | None = None,
                       interrupt_after: Sequence[str] | None = None,
                       durability: str | None = None, budget: Any = None,
-                      **_: Any) -> AsyncIterator[Any]:
+                      store: BaseStore | None = None, **_: Any) -> AsyncIterator[Any]:
         config = _with_budget(config, budget)
         modes, single = normalize_modes(stream_mode)
         async for part in self._aparts(input, config, modes, subgraphs, interrupt_before,
-                                       interrupt_after, durability):
+                                       interrupt_after, durability, context, store):
             yield shape(part, single=single, subgraphs=subgraphs)
 
     async def _aparts(self, input: Any, config: dict[str, Any] | None,
                       modes: frozenset[str], subgraphs: bool,
                       interrupt_before: Sequence[str] | None = None,
                       interrupt_after: Sequence[str] | None = None,
-                      durability: str | None = None) -> AsyncIterator[Any]:
+                      durability: str | None = None, context: Any = None,
+                      store: BaseStore | None = None) -> AsyncIterator[Any]:
         event_loop = asyncio.get_running_loop()
         parts: asyncio.Queue[Any] = asyncio.Queue()
         home = threading.get_ident()
@@ -196,7 +220,7 @@ class CompiledStateGraph:
                 event_loop.call_soon_threadsafe(parts.put_nowait, part)
 
         loop = self._loop(input, config, StreamSink(modes, emit, subgraphs=subgraphs),
-                          interrupt_before, interrupt_after, durability)
+                          interrupt_before, interrupt_after, durability, context, store)
 
         async def work() -> None:
             try:
@@ -220,7 +244,9 @@ class CompiledStateGraph:
                 await asyncio.wait([runner], timeout=None)
 
     async def astream_events(self, input: Any, config: dict[str, Any] | None = None, *,
-                             version: str = "v2", **_: Any) -> AsyncIterator[dict[str, Any]]:
+                             version: str = "v2", context: Any = None,
+                             store: BaseStore | None = None,
+                             **_: Any) -> AsyncIterator[dict[str, Any]]:
         """LangChain-style events: on_chain_start/end per node, on_chat_model_stream tokens."""
         if version not in ("v1", "v2"):
             raise ValueError(f"astream_events supports version='v2', got {version!r}")
@@ -232,7 +258,8 @@ class CompiledStateGraph:
                "tags": [], "metadata": {}, "data": {"input": input}}
         output: Any = None
         final: dict[str, Any] = {}
-        async for part in self._aparts(input, config, frozenset({"events", "values"}), False):
+        async for part in self._aparts(input, config, frozenset({"events", "values"}), False,
+                                       context=context, store=store):
             _, mode, payload = part
             if mode == "values":
                 final = payload
@@ -245,7 +272,8 @@ class CompiledStateGraph:
 
     # -- nested runs (subgraphs) ---------------------------------------------------------
 
-    def _nested_loop(self, input: Any, runtime: Any) -> tuple[RunLoop, Any]:
+    def _nested_loop(self, input: Any, runtime: Any, context: Any = None
+                     ) -> tuple[RunLoop, Any]:
         parent: RunLoop = runtime.loop
         task: Task = runtime.task
         call_index = runtime.nested_calls
@@ -261,6 +289,11 @@ class CompiledStateGraph:
         config["configurable"].pop("checkpoint_id", None)
         loop = RunLoop(self, input, config, saver=saver, sink=sink, ns=ns)
         loop.guard = parent.guard  # one budget for the whole run, nested graphs included
+        # The parent's store and context reach nested graphs (as in LangGraph, the
+        # parent's store wins over the subgraph's own).
+        loop.store = parent.store if parent.store is not None else self.store
+        loop.context = parent.context if context is None else coerce_context(
+            self.spec.context_schema, context)
         return loop, parent
 
     def _nested_resume(self, loop: RunLoop, runtime: Any, saved: Any) -> Any:
@@ -280,8 +313,8 @@ class CompiledStateGraph:
             raise GraphInterrupt(interrupts)
         return loop.output_values()
 
-    def _invoke_nested(self, input: Any, runtime: Any) -> Any:
-        loop, _ = self._nested_loop(input, runtime)
+    def _invoke_nested(self, input: Any, runtime: Any, context: Any = None) -> Any:
+        loop, _ = self._nested_loop(input, runtime, context)
         loaded = None
         if loop.saver is not None:
             saved = loop.saver.get_tuple(loop.load_config())
@@ -296,8 +329,8 @@ class CompiledStateGraph:
             raise ChildCommand(command.command) from None
         return self._nested_result(loop)
 
-    async def _ainvoke_nested(self, input: Any, runtime: Any) -> Any:
-        loop, _ = self._nested_loop(input, runtime)
+    async def _ainvoke_nested(self, input: Any, runtime: Any, context: Any = None) -> Any:
+        loop, _ = self._nested_loop(input, runtime, context)
         loaded = None
         if loop.saver is not None:
             saved = await loop.saver.aget_tuple(loop.load_config())
@@ -407,6 +440,14 @@ class CompiledStateGraph:
 
     def __repr__(self) -> str:
         return f"CompiledStateGraph(name={self.name!r}, nodes={list(self.spec.nodes)})"
+
+
+def _check_store(store: Any) -> None:
+    if store is not None and not isinstance(store, BaseStore):
+        raise GraphValidationError(
+            f"store must be a waypoint store (InMemoryStore, SqliteStore, PostgresStore), got "
+            f"{type(store).__name__}"
+        )
 
 
 def _with_budget(config: dict[str, Any] | None, budget: Any) -> dict[str, Any] | None:

@@ -1,21 +1,27 @@
 """What a running node can reach: its task's runtime, found through a context variable.
 
-`interrupt()`, `get_stream_writer()`, `get_config()` and the model hooks used by
-`waypoint.models` read the runtime of the task that is executing in this context.
+`interrupt()`, `get_stream_writer()`, `get_config()`, `get_store()`, `get_runtime()` and the
+model hooks used by `waypoint.models` read the runtime of the task that is executing in this
+context.
 """
 
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import hashlib
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from ..errors import GraphBubbleUp, GraphInterrupt
+from ..store.current import register_store_lookup
 from ..types import Attempt, Interrupt
 
 if TYPE_CHECKING:
+    from ..store.base import BaseStore
     from .loop import RunLoop
     from .task import Task
 
@@ -162,6 +168,161 @@ def get_config() -> dict[str, Any]:
 
 def _ignore(_: Any) -> None:
     return None
+
+
+# -- the run's store and context ----------------------------------------------------------
+
+ContextT = TypeVar("ContextT")
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime(Generic[ContextT]):
+    """What a run gives its nodes besides state (LangGraph's Runtime): the run's read-only
+    `context`, the long-term `store`, and the custom `stream_writer`."""
+
+    context: ContextT = None  # type: ignore[assignment]
+    store: BaseStore | None = None
+    stream_writer: Callable[[Any], None] = field(default=_ignore)
+    previous: Any = None  # the functional API's previous return (always None here)
+
+    def override(self, **changes: Any) -> Runtime[ContextT]:
+        """A copy with some fields replaced."""
+        return dataclasses.replace(self, **changes)
+
+
+def _current_store() -> BaseStore | None:
+    runtime = _RUNTIME.get()
+    if runtime is None:
+        raise RuntimeError("get_store() can only be called inside a node of a running graph")
+    return runtime.loop.store
+
+
+def get_store() -> BaseStore | None:
+    """The running graph's store (`compile(store=...)`), or None if it has none."""
+    return _current_store()
+
+
+register_store_lookup(_current_store)
+
+
+def get_runtime(context_schema: type[ContextT] | None = None) -> Runtime[ContextT]:
+    """The running node's Runtime (`context_schema` only helps type checkers)."""
+    runtime = _RUNTIME.get()
+    if runtime is None:
+        raise RuntimeError("get_runtime() can only be called inside a node of a running graph")
+    return make_runtime(runtime.loop)
+
+
+def make_runtime(loop: RunLoop) -> Runtime[Any]:
+    return Runtime(context=loop.context, store=loop.store, stream_writer=get_stream_writer())
+
+
+class InvalidContextError(ValueError):
+    """`invoke(..., context=...)` does not match the graph's context_schema."""
+
+
+_ADAPTERS: dict[Any, Any] = {}
+
+
+def _validated(hint: Any, value: Any, fallback: Callable[[], Any]) -> Any:
+    """`value` checked against `hint` by pydantic; `fallback()` if pydantic cannot read it."""
+    adapter = _ADAPTERS.get(hint)
+    if adapter is None:
+        from pydantic import TypeAdapter
+
+        try:
+            adapter = TypeAdapter(hint)
+        except Exception:  # a type pydantic cannot check (e.g. typing.TypedDict on 3.11)
+            adapter = False
+        _ADAPTERS[hint] = adapter
+    return fallback() if adapter is False else adapter.validate_python(value)
+
+
+def _fields_of(schema: Any) -> tuple[dict[str, Any], frozenset[str]]:
+    """(field -> type hint, required fields) of a TypedDict or dataclass."""
+    try:
+        hints = typing.get_type_hints(schema)
+    except Exception:
+        hints = dict(getattr(schema, "__annotations__", {}))
+    if typing.is_typeddict(schema):
+        return hints, frozenset(schema.__required_keys__)
+    names = {f.name: f for f in dataclasses.fields(schema)}
+    required = frozenset(n for n, f in names.items() if f.default is dataclasses.MISSING
+                         and f.default_factory is dataclasses.MISSING and f.init)
+    return {n: hints.get(n, Any) for n in names}, required
+
+
+def _check_keys(schema: Any, value: Mapping[str, Any]) -> None:
+    hints, required = _fields_of(schema)
+    name = schema.__name__
+    unknown = sorted(str(k) for k in value if k not in hints)
+    if unknown:
+        raise InvalidContextError(f"context has key(s) {unknown} that context_schema {name} "
+                                  f"does not declare (fields: {', '.join(hints)})")
+    missing = sorted(required - set(value))
+    if missing:
+        raise InvalidContextError(f"context is missing required field(s) {missing} of "
+                                  f"context_schema {name}")
+
+
+def _problems(exc: Any, field: str = "") -> str:
+    """A pydantic ValidationError as "path: message; ..." (paths from `field` down)."""
+    parts = []
+    for error in exc.errors():
+        path = ".".join(str(p) for p in (field, *error["loc"]) if p != "")
+        parts.append(f"{path or '(context)'}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def _typeddict_context(schema: Any, name: str, context: Mapping[str, Any]) -> dict[str, Any]:
+    from pydantic import ValidationError
+
+    hints = _fields_of(schema)[0]
+    checked = {}
+    for key, value in context.items():
+        try:
+            checked[key] = _validated(hints[key], value, lambda value=value: value)
+        except ValidationError as exc:
+            raise InvalidContextError(f"context does not match context_schema {name}: "
+                                      f"{_problems(exc, key)}") from None
+    return checked
+
+
+def coerce_context(schema: Any, context: Any) -> Any:
+    """Check a run's context against the graph's context_schema and build it.
+
+    A dict becomes the schema's dataclass or pydantic model (or stays a dict for a
+    TypedDict), with field types checked; an instance of the schema is used as it is.
+    """
+    if schema is None or context is None:
+        return context
+    from pydantic import ValidationError
+
+    name = getattr(schema, "__name__", repr(schema))
+    is_typeddict = isinstance(schema, type) and typing.is_typeddict(schema)
+    if isinstance(schema, type) and not is_typeddict and isinstance(context, schema):
+        return context
+    try:
+        if is_typeddict or dataclasses.is_dataclass(schema):
+            if not isinstance(context, Mapping):
+                raise InvalidContextError(f"context must be a {name} or a dict of its "
+                                          f"fields, got {type(context).__name__}")
+            _check_keys(schema, context)
+            if is_typeddict:
+                return _typeddict_context(schema, name, context)
+            return _validated(schema, dict(context), lambda: schema(**context))
+        if hasattr(schema, "model_validate"):
+            return schema.model_validate(context)
+        if isinstance(context, Mapping):
+            return schema(**context)
+    except ValidationError as exc:
+        raise InvalidContextError(f"context does not match context_schema {name}: "
+                                  f"{_problems(exc)}") from None
+    except TypeError as exc:
+        raise InvalidContextError(f"context does not match context_schema {name}: {exc}"
+                                  ) from None
+    raise InvalidContextError(f"context must be a {name} or a dict of its fields, got "
+                              f"{type(context).__name__}")
 
 
 # -- hooks for chat models ---------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import GraphBubbleUp, OutputValidationError, RunTimeoutError
 from ..failures import classify
 from ..types import Attempt, NodeError, RetryPolicy
-from .context import TaskRuntime, reset_runtime, set_runtime
+from .context import TaskRuntime, make_runtime, reset_runtime, set_runtime
 from .limits import NO_LIMITS, Limits, acall_limited, call_limited
 from .task import ChildCommand, Task, _arecord, _call_args, record_result, settle_signal
 from .validation import check_update
@@ -99,6 +99,12 @@ def _policy_for(node: NodeSpec, exc: BaseException) -> RetryPolicy | None:
 # -- one attempt --------------------------------------------------------------------------
 
 
+def _inject(loop: RunLoop, node: NodeSpec, kwargs: dict[str, Any]) -> None:
+    """A node's `store` / `runtime` parameters (only nodes that declare them pay for this)."""
+    for name in node.injects:
+        kwargs[name] = loop.store if name == "store" else make_runtime(loop)
+
+
 def _attempt_sync(loop: RunLoop, task: Task, node: NodeSpec, runtime: TaskRuntime,
                   limits: Limits) -> Any:
     if node.subgraph is not None:
@@ -106,6 +112,8 @@ def _attempt_sync(loop: RunLoop, task: Task, node: NodeSpec, runtime: TaskRuntim
     if node.is_async:
         raise TypeError(f"node {task.name!r} is async: run the graph with ainvoke/astream")
     args, kwargs = _call_args(loop, task)
+    if node.injects:
+        _inject(loop, node, kwargs)
     if limits is NO_LIMITS:
         return node.fn(*args, **kwargs)
     return call_limited(limits, runtime, partial(node.fn, *args, **kwargs))
@@ -116,6 +124,8 @@ async def _attempt_async(loop: RunLoop, task: Task, node: NodeSpec, runtime: Tas
     if node.subgraph is not None:
         return await node.subgraph.arun_as_node(loop, task)
     args, kwargs = _call_args(loop, task)
+    if node.injects:
+        _inject(loop, node, kwargs)
     if node.is_async:
         return await acall_limited(limits, runtime, lambda: node.fn(*args, **kwargs))
     # A sync node: its body runs in a worker thread, with this task's context.

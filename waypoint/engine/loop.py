@@ -116,6 +116,8 @@ class RunLoop:
         self.effect_memo: dict[str, Any] = {}  # effect results of a run without a store
         self.saga_log: list[dict[str, Any]] = []  # compensable steps of a run without a store
         self.guard: BudgetGuard | None = None  # the run's budget, if it has one
+        self.store: Any = None  # the run's long-term store (get_store(), `store` parameter)
+        self.context: Any = None  # the run's read-only context (get_runtime().context)
         self.stopped: BaseException | None = None  # a person stopped the run at its budget
         self.values: dict[str, Any] = {}
         self.barriers: dict[str, list[str]] = {}

@@ -17,7 +17,7 @@ from .policies import (
     check_validator,
 )
 from .schema import KeySpec, StateCodec, first_param_schema, read_schema
-from .spec import BranchSpec, GraphSpec, JoinSpec, NodeSpec, call_shape
+from .spec import BranchSpec, GraphSpec, JoinSpec, NodeSpec, call_shape, injected_params
 from .validate import validate_graph
 
 # The engine registers the class that turns a GraphSpec into a runnable graph; the graph
@@ -154,6 +154,7 @@ class StateGraph:
             validate=check_validator(node, validate),
             compensate=check_callable(node, "compensate", compensate),
             on_doubt=check_on_doubt(node, on_doubt),
+            injects=() if subgraph is not None else injected_params(action),
         )
         return self
 
@@ -271,7 +272,11 @@ class StateGraph:
         cache: Any = None,
         **options: Any,
     ) -> Any:
-        """Check the graph and return a runnable compiled graph."""
+        """Check the graph and return a runnable compiled graph.
+
+        `store`: long-term memory shared across threads (a waypoint BaseStore), reachable
+        from nodes through `get_store()` or a `store` parameter.
+        """
         before = _node_list(interrupt_before, self.nodes)
         after = _node_list(interrupt_after, self.nodes)
         spec = self.validate((*before, *after))
@@ -280,10 +285,11 @@ class StateGraph:
         spec.interrupt_after = frozenset(after)
         if name:
             spec.name = name
+        spec.context_schema = self.context_schema
         if _compiler is None:
             raise RuntimeError("the waypoint engine is not loaded: import waypoint first")
         self.compiled = True
-        return _compiler(spec, checkpointer=checkpointer, builder=self, **options)
+        return _compiler(spec, checkpointer=checkpointer, builder=self, store=store, **options)
 
     # -- helpers used by validation ----------------------------------------------------
 

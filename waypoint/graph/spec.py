@@ -23,6 +23,20 @@ def call_shape(fn: Callable[..., Any]) -> tuple[bool, bool, bool]:
     return is_async, "config" in params, "writer" in params
 
 
+INJECTABLE = ("store", "runtime")  # parameters a node gets by name, besides config and writer
+
+
+def injected_params(fn: Callable[..., Any]) -> tuple[str, ...]:
+    """Which of `store` / `runtime` a node function takes by keyword (LangGraph's names)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return ()
+    return tuple(name for name in INJECTABLE if name in params
+                 and params[name].kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                           inspect.Parameter.KEYWORD_ONLY))
+
+
 @dataclass(slots=True)
 class NodeSpec:
     """One node: what it runs and under which policies."""
@@ -42,6 +56,7 @@ class NodeSpec:
     validate: Any = None  # a schema (pydantic model, TypedDict, dataclass) or a callable
     compensate: Callable[..., Any] | None = None
     on_doubt: str = "ask"  # an effect found in doubt: "ask" | "fail" | "retry"
+    injects: tuple[str, ...] = ()  # "store" / "runtime": passed by keyword when called
 
 
 @dataclass(slots=True)
@@ -83,3 +98,4 @@ class GraphSpec:
     interrupt_before: frozenset[str]
     interrupt_after: frozenset[str]
     name: str = "LangGraph"
+    context_schema: Any = None  # what invoke(..., context=...) is checked against
