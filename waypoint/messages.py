@@ -181,6 +181,12 @@ def _is_langchain_message(value: Any) -> bool:
     )
 
 
+# Fields of LangChain's message dicts (as the Agent Server sends them) that carry nothing
+# waypoint keeps: accepted on input and dropped, so a client can send back what it received.
+_LANGCHAIN_ONLY_FIELDS = ("example", "invalid_tool_calls", "tool_call_chunks", "chunk_position",
+                          "status", "artifact", "lc", "role", "type")
+
+
 def coerce_message(value: Any) -> Any:
     """Turn a dict, (role, content) pair or string into a Message; keep message objects."""
     if isinstance(value, Message) or _is_langchain_message(value):
@@ -201,6 +207,8 @@ def coerce_message(value: Any) -> Any:
         if role is None:
             raise ValueError(f"unknown message role {kind!r} in {value!r}")
         content = data.pop("content", "")
+        for field in _LANGCHAIN_ONLY_FIELDS:  # what a UI echoes back from a LangChain-shaped
+            data.pop(field, None)              # message but waypoint does not model
         allowed = {"id", "name", "tool_calls", "tool_call_id", "additional_kwargs",
                    "response_metadata", "usage_metadata"}
         unknown = set(data) - allowed

@@ -565,7 +565,11 @@ class RunLoop:
             updated=tuple(updated),
             changes=channel_changes(self._before, self.values, updated) if updated else {},
         )
-        metadata = {"source": source, "step": self.step, "parents": {}}
+        # As LangGraph does, the run's config metadata (run id, assistant...) is kept on
+        # the checkpoints it writes, so history says which run made each step.
+        extra = self.config.get("metadata") if not self.ns else None
+        metadata = {**extra, "source": source, "step": self.step, "parents": {}} if extra \
+            else {"source": source, "step": self.step, "parents": {}}
         if self.guard is not None:
             self.guard.tick()
             metadata["budget"] = self.guard.snapshot()
