@@ -1560,3 +1560,41 @@ async def test_ten_async_runs_at_once(backend):
             state = await app.aget_state(cfg(thread))
             assert state.values == result
             assert len([s async for s in app.aget_state_history(cfg(thread))]) == 5
+
+
+def test_rewind_forgets_what_came_after_a_checkpoint(saver):
+    """Rollback of a run: later checkpoints of every namespace go, the head moves back."""
+    class S(TypedDict, total=False):
+        log: Annotated[list[str], operator.add]
+
+    inner = StateGraph(S)
+    inner.add_node("deep", lambda s: {"log": ["deep"]})
+    inner.add_edge(START, "deep")
+    outer = StateGraph(S)
+    outer.add_node("one", lambda s: {"log": ["one"]})
+    outer.add_node("sub", inner.compile())
+    outer.add_edge(START, "one")
+    outer.add_edge("one", "sub")
+    graph = outer.compile(checkpointer=saver)
+    config = {"configurable": {"thread_id": f"rewind-{uuid.uuid4().hex[:8]}"}}
+    try:
+        graph.invoke({"log": ["first"]}, config)
+        before = graph.get_state(config)
+        mark = before.config["configurable"]["checkpoint_id"]
+        count = len(list(graph.get_state_history(config)))
+        graph.invoke({"log": ["second"]}, config)
+        assert graph.get_state(config).values["log"][-1] == "deep"
+        removed = saver.rewind(config["configurable"]["thread_id"], mark)
+        assert removed >= 5  # root steps and the subgraph's own checkpoints
+        state = graph.get_state(config)
+        assert state.config["configurable"]["checkpoint_id"] == mark
+        assert state.values == before.values and state.next == ()
+        assert len(list(graph.get_state_history(config))) == count
+        graph.invoke({"log": ["third"]}, config)  # the thread goes on from there
+        log = graph.get_state(config).values["log"]
+        assert log[:len(before.values["log"]) + 1] == [*before.values["log"], "third"]
+        assert "second" not in log
+        with pytest.raises(KeyError):
+            saver.rewind(config["configurable"]["thread_id"], "no-such-checkpoint")
+    finally:
+        saver.delete_thread(config["configurable"]["thread_id"])

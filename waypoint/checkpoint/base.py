@@ -160,6 +160,15 @@ class BaseCheckpointSaver(RecordStore):
         """
         raise NotImplementedError
 
+    def rewind(self, thread_id: str, checkpoint_id: str) -> int:
+        """Undo what the thread recorded after root checkpoint `checkpoint_id`: every later
+        checkpoint (of any namespace) goes and `checkpoint_id` is the head again; returns
+        how many checkpoints went. For cancelling a run with rollback: checkpoint ids sort
+        by time, and a thread has one writer, so the later ones are that run's. Effects,
+        approvals and timers stay (an effect that ran is not undone by forgetting it).
+        KeyError if the thread has no such root checkpoint."""
+        raise NotImplementedError
+
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Fork a whole thread (history, pending writes, head) under a new thread id."""
         raise NotImplementedError

@@ -137,6 +137,31 @@ class MemorySaver(MemoryRecords, BaseCheckpointSaver):
         _, _, body = encode(full, None)
         record.kind, record.depth, record.body, record.parent_id = SNAPSHOT, 0, body, None
 
+    def rewind(self, thread_id: str, checkpoint_id: str) -> int:
+        removed = 0
+        with self._lock:
+            spaces = self._threads.get(str(thread_id), {})
+            root = spaces.get("")
+            if root is None or checkpoint_id not in root.records:
+                raise KeyError(f"no checkpoint {checkpoint_id!r} in thread {thread_id!r}")
+            for ns in list(spaces):
+                space = spaces[ns]
+                doomed = [cid for cid in space.order if cid > checkpoint_id]
+                for cid in doomed:
+                    del space.records[cid]
+                removed += len(doomed)
+                space.order = [cid for cid in space.order if cid <= checkpoint_id]
+                if not space.order:
+                    del spaces[ns]
+                    continue
+                space.head = max(space.order)
+                head = space.records[space.head]
+                space.state = state_of_head(self._checkpoint(space, head).next_tasks)
+                if space.state != IDLE and head.writes is not None:
+                    space.state = state_of_writes(serde.loads(head.writes))
+                space.touched = time.time()
+        return removed
+
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Fork a whole thread (every namespace, history and head) to a new thread id.
         Its effects, approvals and timers are not copied: they belong to the original run."""

@@ -45,6 +45,7 @@ from .base import (
 )
 from .crypto import Cipher
 from .postgres_records import RECORD_TABLES, THREAD_STATE, PostgresRecords
+from .postgres_rewind import PostgresRewind
 from .records import DEFAULT_SNAPSHOT_EVERY, SNAPSHOT, decode, encode, seal, unseal
 
 _POOL_MIN, _POOL_MAX = 1, 10
@@ -449,7 +450,7 @@ class _Opened:
             self._saver = None
 
 
-class PostgresSaver(PostgresRecords, BaseCheckpointSaver):
+class PostgresSaver(PostgresRewind, PostgresRecords, BaseCheckpointSaver):
     """Checkpoints in PostgreSQL (psycopg 3): durable, shared by processes, safe under races.
 
     Sync methods use a ConnectionPool, async ones an AsyncConnectionPool opened on first use

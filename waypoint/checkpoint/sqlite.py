@@ -342,6 +342,29 @@ class SqliteSaver(SqliteRecords, BaseCheckpointSaver):
             "WHERE thread_id = ? AND ns = ? AND id = ?", (SNAPSHOT, body, thread_id, ns, cid),
         )
 
+    def rewind(self, thread_id: str, checkpoint_id: str) -> int:
+        thread_id = str(thread_id)
+        with self._write() as conn:
+            found = conn.execute(
+                "SELECT body, writes FROM waypoint_checkpoints WHERE thread_id = ? AND ns = '' "
+                "AND id = ?", (thread_id, checkpoint_id)).fetchone()
+            if found is None:
+                raise KeyError(f"no checkpoint {checkpoint_id!r} in thread {thread_id!r}")
+            removed = conn.execute("DELETE FROM waypoint_checkpoints WHERE thread_id = ? AND "
+                                   "id > ?", (thread_id, checkpoint_id)).rowcount
+            conn.execute("DELETE FROM waypoint_threads WHERE thread_id = ? AND NOT EXISTS ("
+                         "SELECT 1 FROM waypoint_checkpoints c WHERE c.thread_id = "
+                         "waypoint_threads.thread_id AND c.ns = waypoint_threads.ns)",
+                         (thread_id,))
+            conn.execute("UPDATE waypoint_threads SET touched_at = ?, state = ?, head = ("
+                         "SELECT max(id) FROM waypoint_checkpoints c WHERE c.thread_id = "
+                         "waypoint_threads.thread_id AND c.ns = waypoint_threads.ns) "
+                         "WHERE thread_id = ?",
+                         (time.time(), state_of_stored(found[0], found[1], self.cipher),
+                          thread_id))
+        self._depths.clear()
+        return removed
+
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         """Fork a thread's checkpoints; its effects, approvals and timers are not copied."""
         source, target = str(source_thread_id), str(target_thread_id)
