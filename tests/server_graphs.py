@@ -1,0 +1,166 @@
+"""Graphs the server tests serve (`waypoint serve --config` loads this file by path)."""
+
+from __future__ import annotations
+
+import operator
+import os
+import time
+from typing import Annotated, Any, TypedDict
+
+from waypoint import END, START, StateGraph, approve, effect, get_stream_writer, interrupt
+from waypoint.graph import MessagesState
+from waypoint.models.scripted import ScriptedModel
+
+
+class State(TypedDict, total=False):
+    items: Annotated[list[str], operator.add]
+    count: int
+    delay: float
+    side_file: str
+
+
+def _a(state: State) -> dict[str, Any]:
+    return {"items": ["a"], "count": state.get("count", 0) + 1}
+
+
+def _b(state: State) -> dict[str, Any]:
+    return {"items": ["b"]}
+
+
+def _c(state: State) -> dict[str, Any]:
+    return {"items": ["c"]}
+
+
+def _chain() -> Any:
+    builder = StateGraph(State)
+    builder.add_sequence([("a", _a), ("b", _b), ("c", _c)])
+    builder.add_edge(START, "a")
+    builder.add_edge("c", END)
+    return builder
+
+
+three = _chain().compile()
+
+
+def _ask(state: State) -> dict[str, Any]:
+    answer = interrupt({"question": "ok?"})
+    return {"items": [f"answer:{answer}"]}
+
+
+_hitl = StateGraph(State)
+_hitl.add_node("a", _a)
+_hitl.add_node("ask", _ask)
+_hitl.add_edge(START, "a")
+_hitl.add_edge("a", "ask")
+_hitl.add_edge("ask", END)
+hitl = _hitl.compile()
+
+
+def _boom(state: State) -> dict[str, Any]:
+    raise ValueError("kaboom")
+
+
+_failing = StateGraph(State)
+_failing.add_node("a", _a)
+_failing.add_node("boom", _boom)
+_failing.add_edge(START, "a")
+_failing.add_edge("a", "boom")
+boom = _failing.compile()
+
+
+def _slow(state: State) -> dict[str, Any]:
+    time.sleep(state.get("delay", 0.5))
+    return {"items": ["slow"]}
+
+
+# Two slow steps: long enough to be caught running, stopped, double-texted.
+_slow_graph = StateGraph(State)
+_slow_graph.add_node("first", _slow)
+_slow_graph.add_node("second", _slow)
+_slow_graph.add_edge(START, "first")
+_slow_graph.add_edge("first", "second")
+_slow_graph.add_edge("second", END)
+slow = _slow_graph.compile()
+
+
+def _charge(state: State) -> dict[str, Any]:
+    """An effect (appends a line to a file), then a long step: a server killed during the
+    step must not charge twice when the run is taken over."""
+    def write(*, idempotency_key: str) -> str:
+        with open(state["side_file"], "a") as out:
+            out.write(f"charged {idempotency_key}\n")
+        return idempotency_key
+
+    key = effect("charge", write)
+    return {"items": [f"charged:{key[:8]}"]}
+
+
+def _wait_for_release(state: State) -> dict[str, Any]:
+    release = state["side_file"] + ".release"
+    deadline = time.time() + 60
+    while not os.path.exists(release) and time.time() < deadline:
+        time.sleep(0.05)
+    return {"items": ["released"]}
+
+
+_payment = StateGraph(State)
+_payment.add_node("charge", _charge)
+_payment.add_node("hold", _wait_for_release)
+_payment.add_edge(START, "charge")
+_payment.add_edge("charge", "hold")
+_payment.add_edge("hold", END)
+payment = _payment.compile()
+
+
+def _chat(state: MessagesState) -> dict[str, Any]:
+    get_stream_writer()({"progress": "thinking"})
+    model = ScriptedModel(["hello there friend"])
+    return {"messages": [model.invoke(state["messages"])]}
+
+
+_chat_graph = StateGraph(MessagesState)
+_chat_graph.add_node("chat", _chat)
+_chat_graph.add_edge(START, "chat")
+_chat_graph.add_edge("chat", END)
+chat = _chat_graph.compile()
+
+
+def _review(state: State) -> dict[str, Any]:
+    decision = approve({"publish": state.get("items", [])},
+                       schema={"type": "object", "properties": {"title": {"type": "string"}},
+                               "required": ["title"]},
+                       actions=("approve", "reject", "edit"), assignee="editor")
+    return {"items": [f"decision:{decision.action}"]}
+
+
+_approval = StateGraph(State)
+_approval.add_node("a", _a)
+_approval.add_node("review", _review)
+_approval.add_edge(START, "a")
+_approval.add_edge("a", "review")
+_approval.add_edge("review", END)
+approval = _approval.compile()
+
+
+_inner = _chain().compile(name="inner")
+_outer = StateGraph(State)
+_outer.add_node("start", _a)
+_outer.add_node("inner", _inner)
+_outer.add_edge(START, "start")
+_outer.add_edge("start", "inner")
+_outer.add_edge("inner", END)
+nested = _outer.compile()
+
+
+def _remember(state: State, *, store: Any) -> dict[str, Any]:
+    """Reads what the API stored for the run's tenant, and leaves a note of its own."""
+    found = store.get(("prefs", "user-1"), "colour")
+    store.put(("notes",), "last-run", {"items": len(state.get("items", []))})
+    return {"items": [f"colour:{found.value['name'] if found else None}"]}
+
+
+_memory = StateGraph(State)
+_memory.add_node("remember", _remember)
+_memory.add_edge(START, "remember")
+_memory.add_edge("remember", END)
+memory = _memory.compile()

@@ -1,0 +1,154 @@
+"""A real `waypoint serve` process for the server tests, on a free port.
+
+`ServerProcess` writes a langgraph.json that serves `tests/server_graphs.py`, starts
+`python -m waypoint.cli serve --port 0`, reads the URL from its first line, and stops it
+(SIGTERM, then SIGKILL) at the end. `server_backends()` gives the database it runs on:
+a SQLite file, or a fresh PostgreSQL schema (dropped afterwards); PostgreSQL tests skip
+when the server is unreachable, except under CI=true where they fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from store_backends import IN_CI, PG_URL, postgres_reachable
+
+HERE = Path(__file__).parent
+GRAPHS = {name: f"server_graphs.py:{name}" for name in (
+    "three", "hitl", "boom", "slow", "payment", "chat", "approval", "nested", "memory")}
+_READY = re.compile(r"waypoint serving .* on (http://\S+) ")
+
+
+class ServerProcess:
+    def __init__(self, workdir: Path, *, postgres: str | None = None,
+                 settings: dict[str, Any] | None = None, env: dict[str, str] | None = None,
+                 workers: int | None = None) -> None:
+        self.workdir = workdir
+        self.postgres = postgres
+        self.settings = settings or {}
+        self.env = env or {}
+        self.workers = workers
+        self.url = ""
+        self.proc: subprocess.Popen[str] | None = None
+        self.log: list[str] = []
+
+    def config_path(self) -> Path:
+        path = self.workdir / "langgraph.json"
+        graphs = {name: f"{HERE / target.split(':')[0]}:{target.split(':')[1]}"
+                  for name, target in GRAPHS.items()}
+        own = {"db": str(self.workdir / "server.db"), "poll_interval": 0.2, **self.settings}
+        path.write_text(json.dumps({"graphs": graphs, "waypoint": own}))
+        return path
+
+    def start(self, timeout: float = 60.0) -> ServerProcess:
+        args = [sys.executable, "-m", "waypoint.cli", "serve", "--config",
+                str(self.config_path()), "--port", "0", "--log-level", "warning"]
+        if self.postgres:
+            args += ["--postgres", self.postgres]
+        if self.workers is not None:
+            args += ["--workers", str(self.workers)]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)]),
+               **self.env}
+        self.proc = subprocess.Popen(args, cwd=self.workdir, stderr=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL, text=True, env=env)
+        found = threading.Event()
+
+        def read() -> None:
+            assert self.proc is not None and self.proc.stderr is not None
+            for line in self.proc.stderr:
+                self.log.append(line)
+                match = _READY.search(line)
+                if match and not found.is_set():
+                    self.url = match.group(1)
+                    found.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not found.wait(timeout):
+            self.kill()
+            raise RuntimeError("waypoint serve did not start:\n" + "".join(self.log))
+        return self
+
+    def output(self) -> str:
+        return "".join(self.log)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(30)
+
+    def client(self, api_key: str | None = None) -> Any:
+        from langgraph_sdk import get_client
+
+        return get_client(url=self.url, api_key=api_key)
+
+    def http(self, api_key: str | None = None) -> Any:
+        import httpx
+
+        headers = {"x-api-key": api_key} if api_key else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+@contextlib.contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A postgresql:// URL whose search_path is a fresh schema, dropped afterwards."""
+    if not postgres_reachable():
+        if IN_CI:
+            pytest.fail(f"PostgreSQL at {PG_URL} is unreachable (CI=true: not skipping)")
+        pytest.skip(f"PostgreSQL at {PG_URL} is unreachable")
+    import psycopg
+
+    schema = "wp_serve_" + uuid.uuid4().hex[:10]
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        sep = "&" if "?" in PG_URL else "?"
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@contextlib.contextmanager
+def running_server(tmp: Path, backend: str, **options: Any) -> Iterator[ServerProcess]:
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(postgres_schema()) if backend == "postgres" else None
+        server = ServerProcess(tmp, postgres=url, **options).start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.05) -> Any:
+    """Poll `predicate` until it returns something truthy (tests never assert on time)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)

@@ -1,0 +1,45 @@
+"""The `waypoint` command line: one Typer app, a module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from .. import __version__
+from . import draw, serve, timers
+
+app = typer.Typer(name="waypoint", no_args_is_help=True, add_completion=False,
+                  help="Durable agent workflows: draw graphs, fire timers, serve the API.",
+                  pretty_exceptions_show_locals=False)
+app.command("draw")(draw.draw)
+app.command("timers")(timers.timers)
+app.command("serve")(serve.serve)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"waypoint {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Durable agent workflows: draw graphs, fire timers, serve the API."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `waypoint` script (and `python -m waypoint.cli`)."""
+    try:
+        app(args=argv, prog_name="waypoint", standalone_mode=False)
+    except typer.Exit as done:
+        return done.exit_code
+    except SystemExit as done:
+        return int(done.code or 0) if not isinstance(done.code, str) else 1
+    except Exception as exc:  # click's usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0

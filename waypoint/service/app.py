@@ -1,0 +1,95 @@
+"""`create_app(settings)`: the Agent Server-compatible API as a FastAPI application."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from . import errors
+from .config import Settings
+from .context import open_service
+from .routers import approvals, assistants, crons, meta, runs, store, threads
+
+# Local UIs (agent-chat-ui on :3000, a Vite dev server...) may call a server that has no
+# CORS settings; any other origin must be configured.
+LOCAL_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
+
+
+class RequestGuard:
+    """Refuses bodies over the size limit (413) and reads a JSON body as JSON whatever
+    its content type says: browser proxies (agent-chat-ui's) drop the header."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH", "DELETE"):
+            await self.app(scope, receive, send)
+            return
+        headers = [(k, v) for k, v in scope["headers"]]
+        length = next((v for k, v in headers if k == b"content-length"), None)
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            await _refuse(send, self.max_body_bytes)
+            return
+        kind = next((v for k, v in headers if k == b"content-type"), b"")
+        if not kind or kind.startswith(b"text/plain"):
+            headers = [(k, v) for k, v in headers if k != b"content-type"]
+            headers.append((b"content-type", b"application/json"))
+            scope = {**scope, "headers": headers}
+        seen = 0
+        limit = self.max_body_bytes
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise errors.TooLarge(f"request body is over the limit of {limit} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+async def _refuse(send: Send, limit: int) -> None:
+    body = f'{{"detail":"request body is over the limit of {limit} bytes"}}'.encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        async with open_service(settings, start_workers=start_workers) as service:
+            app.state.service = service
+            yield {}
+
+    app = FastAPI(title="waypoint", version=__version__, lifespan=lifespan,
+                  description="Durable agent workflows behind LangGraph's Agent Server API.")
+    errors.install(app)
+    app.include_router(meta.health)
+    app.include_router(meta.router)
+    for module in (assistants, threads, runs, crons, store, approvals):
+        app.include_router(module.router)
+    cors = settings.cors
+    if cors is not None:
+        app.add_middleware(CORSMiddleware, allow_origins=cors.allow_origins,
+                           allow_origin_regex=cors.allow_origin_regex,
+                           allow_methods=cors.allow_methods, allow_headers=cors.allow_headers,
+                           allow_credentials=cors.allow_credentials,
+                           expose_headers=cors.expose_headers, max_age=cors.max_age)
+    else:
+        app.add_middleware(CORSMiddleware, allow_origin_regex=LOCAL_ORIGINS,
+                           allow_methods=["*"], allow_headers=["*"],
+                           expose_headers=["content-location", "location"])
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    return app

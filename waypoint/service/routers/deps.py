@@ -1,0 +1,20 @@
+"""What every route handler depends on: the running service and the caller."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+
+from ..context import Service
+
+
+def get_service(request: Request) -> Service:
+    return request.app.state.service
+
+
+def select_fields(items: list[dict[str, Any]], select: list[str] | None) -> list[dict[str, Any]]:
+    """Keep only the requested fields of each item (the Agent Server's `select`)."""
+    if not select:
+        return items
+    return [{k: v for k, v in item.items() if k in select} for item in items]

@@ -1,0 +1,227 @@
+"""In-process workers: claim runs from the queue, execute them, record how they ended.
+
+A dispatcher claims runs while a slot is free (woken at once when a run is created here,
+and by a poll for runs that fall due later or were created elsewhere). Each claim holds a
+lease that a renewer extends; a run whose lease lapses (its worker died) is put back in
+the queue. Stopping a run (cancel, double texting, drain) lets its current step finish and
+commit: a run never stops half way through a step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from ..tables import events as event_table
+from ..tables import runs as run_table
+from ..tables import threads as thread_table
+from ..tables.runs import Run
+from .broker import LiveRun, Outcome
+from .execute import execute, final_state
+
+if TYPE_CHECKING:
+    from ..context import Service
+
+log = logging.getLogger("waypoint.service.runs")
+
+STOP_REASONS = ("interrupt", "rollback", "drain", "lost")
+
+
+class WorkerPool:
+    def __init__(self, service: Service, concurrency: int) -> None:
+        self.service = service
+        self.concurrency = concurrency
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.active: dict[str, asyncio.Task[None]] = {}
+        self.stop_reasons: dict[str, str] = {}
+        self._slots = asyncio.Semaphore(concurrency) if concurrency else None
+        self._wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._accepting = True
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self, *, recover_all: bool) -> None:
+        """Put back runs that a dead process left running, then start claiming."""
+        recovered = await self.service.db.arun(
+            lambda tx: run_table.recover_lapsed(tx, time.time(), everything=recover_all))
+        if recovered:
+            log.warning("took back %d run(s) left running by a stopped server: %s",
+                        len(recovered), ", ".join(recovered))
+        if self.concurrency:
+            self._tasks.append(asyncio.create_task(self._dispatch(), name="waypoint-dispatch"))
+            self._tasks.append(asyncio.create_task(self._renew(), name="waypoint-leases"))
+
+    def notify(self) -> None:
+        """A run was created or freed a thread: look at the queue now."""
+        self._wakeup.set()
+
+    async def drain(self, timeout: float) -> None:
+        """Stop claiming; ask running runs to stop at a step boundary; requeue them."""
+        self._accepting = False
+        for task in self._tasks:
+            task.cancel()
+        for run_id in list(self.active):
+            self.stop(run_id, "drain")
+        running = list(self.active.values())
+        if running:
+            _, pending = await asyncio.wait(running, timeout=timeout)
+            if pending:
+                log.warning("%d run(s) did not reach a step boundary within %.0f s; they are "
+                            "resumed when a server starts again", len(pending), timeout)
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # -- stopping one run ------------------------------------------------------------------
+
+    def stop(self, run_id: str, reason: str) -> bool:
+        """Stop a run executing here at its next step boundary; False if it is not here."""
+        task = self.active.get(run_id)
+        if task is None or task.done():
+            return False
+        self.stop_reasons.setdefault(run_id, reason)
+        task.cancel()
+        return True
+
+    # -- claiming ------------------------------------------------------------------------
+
+    async def _dispatch(self) -> None:
+        assert self._slots is not None
+        settings = self.service.settings
+        while self._accepting:
+            await self._slots.acquire()
+            try:
+                run = await self.service.db.arun(
+                    lambda tx: run_table.claim(tx, self.worker_id, settings.lease_seconds))
+            except Exception:
+                self._slots.release()
+                log.exception("claiming a run failed; trying again")
+                await asyncio.sleep(settings.poll_interval)
+                continue
+            if run is None:
+                self._slots.release()
+                await self._idle(settings.poll_interval)
+                continue
+            task = asyncio.create_task(self._execute(run), name=f"waypoint-run-{run.run_id}")
+            self.active[run.run_id] = task
+            task.add_done_callback(lambda _t, rid=run.run_id: self._done(rid))
+
+    def _done(self, run_id: str) -> None:
+        self.active.pop(run_id, None)
+        self.stop_reasons.pop(run_id, None)
+        assert self._slots is not None
+        self._slots.release()
+        self.notify()  # the thread may have a queued run; a slot is free
+
+    async def _idle(self, poll: float) -> None:
+        due = await self.service.db.arun(run_table.next_due)
+        wait = poll if due is None else max(0.0, min(poll, due - time.time()))
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), wait)
+        except TimeoutError:
+            pass
+        self._wakeup.clear()
+
+    async def _renew(self) -> None:
+        settings = self.service.settings
+        while True:
+            await asyncio.sleep(settings.lease_seconds / 3)
+            ids = list(self.active)
+            if not ids:
+                continue
+            until = time.time() + settings.lease_seconds
+            try:
+                lost = await self.service.db.arun(
+                    lambda tx, ids=ids, until=until: run_table.renew(tx, self.worker_id, ids,
+                                                                   until))
+            except Exception:
+                log.exception("renewing leases failed")
+                continue
+            for run_id in lost:
+                self.stop(run_id, "lost")
+
+    # -- executing -----------------------------------------------------------------------
+
+    async def _execute(self, run: Run) -> None:
+        service = self.service
+        live = service.broker.open(run.run_id, run.attempt)
+        reason: str | None = None
+        try:
+            outcome = await execute(service, run, live)
+        except asyncio.CancelledError:
+            reason = self.stop_reasons.get(run.run_id)
+            if reason is None:  # the server is going down without a drain
+                reason = "drain"
+            outcome = Outcome("interrupted")
+        except Exception as exc:  # a bug in the service, not in the graph
+            log.exception("run %s crashed the worker", run.run_id)
+            outcome = Outcome("error", None, {"error": type(exc).__name__, "message": str(exc)})
+        try:
+            await self._finish(run, live, outcome, reason)
+        except Exception:
+            log.exception("recording the end of run %s failed", run.run_id)
+            service.broker.close(live, outcome)
+
+    async def _finish(self, run: Run, live: LiveRun, outcome: Outcome, reason: str | None
+                      ) -> None:
+        service = self.service
+        if reason in ("drain", "lost"):
+            events = service.broker.take_unsaved(run.run_id)
+
+            def requeue(tx: Any) -> None:
+                event_table.append(tx, events, time.time())
+                if reason == "drain":
+                    run_table.requeue(tx, run.run_id)
+
+            await service.db.arun(requeue)
+            service.broker.close(live, Outcome("pending"))
+            return
+        if reason == "rollback":
+            await service.rollback(run)
+            service.broker.take_unsaved(run.run_id)
+            service.broker.close(live, Outcome("interrupted"))
+            return
+        summary = await final_state(service, run, outcome)
+        if outcome.values is None and outcome.status == "success":
+            outcome.values = _values_with_interrupts(summary)
+        events = service.broker.take_unsaved(run.run_id)
+
+        def record(tx: Any) -> None:
+            event_table.append(tx, events, time.time())
+            run_table.finish(tx, run.run_id, outcome.status, outcome.error)
+            others = [r for r in run_table.active_on_thread(tx, run.thread_id)
+                      if r.run_id != run.run_id]
+            status = "busy" if others else summary["status"]
+            thread_table.record_state(tx, run.thread_id, status=status,
+                                      values=summary["values"],
+                                      interrupts=summary["interrupts"], error=summary["error"])
+
+        await service.db.arun(record)
+        service.broker.close(live, outcome)
+        if run.temporary:
+            await service.delete_thread_data(run.thread_id)
+        webhook = run.kwargs.get("webhook")
+        if webhook:
+            service.webhooks.send(webhook, _webhook_body(run, outcome))
+
+
+def _values_with_interrupts(summary: dict[str, Any]) -> Any:
+    values = summary.get("values")
+    interrupts = [i for items in (summary.get("interrupts") or {}).values() for i in items]
+    if interrupts and isinstance(values, dict):
+        return {**values, "__interrupt__": interrupts}
+    return values
+
+
+def _webhook_body(run: Run, outcome: Outcome) -> dict[str, Any]:
+    body = run.to_api()
+    body.update(status=outcome.status, values=outcome.values, error=outcome.error,
+                run_started_at=None, run_ended_at=time.time())
+    return body

@@ -1,0 +1,207 @@
+"""One small database seam for the service's tables, over SQLite or PostgreSQL.
+
+The service's queries are written once, in the SQL both databases speak, with `?` for a
+parameter and `?j` for a JSON parameter (SQLite keeps JSON as text, PostgreSQL as jsonb).
+A `Database` runs a function inside one transaction on a worker thread, so route handlers
+never block the event loop and every operation is atomic.
+
+On SQLite the service shares the checkpointer's connection and lock: one writer anyway,
+and a Python lock hands the connection over at once where two connections would wait on
+SQLite's sleeping busy handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, Protocol, TypeVar
+
+import orjson
+
+T = TypeVar("T")
+
+
+def to_json(value: Any) -> str:
+    from ..encoding import dumps
+
+    return dumps(value).decode()
+
+
+def from_json(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, (dict, list)):  # psycopg decodes jsonb itself
+        return value
+    return orjson.loads(value)
+
+
+class Tx(Protocol):
+    """What a query function receives: statements inside one open transaction."""
+
+    dialect: str
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None: ...
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+
+class Database:
+    """Runs query functions in transactions on a small thread pool."""
+
+    dialect = "?"
+
+    def __init__(self, threads: int) -> None:
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="waypoint-db")
+
+    def run(self, fn: Callable[[Tx], T]) -> T:
+        raise NotImplementedError
+
+    async def arun(self, fn: Callable[[Tx], T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self.run, fn)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+# -- SQLite ---------------------------------------------------------------------------
+
+
+class _SqliteTx:
+    dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._conn.execute(_sqlite_sql(sql), params).rowcount
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        return self._conn.execute(_sqlite_sql(sql), params).fetchone()
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._conn.execute(_sqlite_sql(sql), params).fetchall()
+
+
+_SQLITE_CACHE: dict[str, str] = {}
+
+
+def _sqlite_sql(sql: str) -> str:
+    done = _SQLITE_CACHE.get(sql)
+    if done is None:
+        done = _SQLITE_CACHE[sql] = sql.replace("?j", "?")
+    return done
+
+
+class SqliteDatabase(Database):
+    """The service's tables in the checkpointer's SQLite file, on its connection."""
+
+    dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock | None = None) -> None:
+        super().__init__(threads=4)
+        self.conn = conn
+        self.lock = lock or threading.RLock()
+
+    def run(self, fn: Callable[[Tx], T]) -> T:
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(_SqliteTx(self.conn))
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+            return result
+
+
+# -- PostgreSQL -----------------------------------------------------------------------
+
+_PARAM = re.compile(r"\?j|\?")
+_PG_CACHE: dict[str, str] = {}
+
+
+def _pg_sql(sql: str) -> str:
+    done = _PG_CACHE.get(sql)
+    if done is None:
+        escaped = sql.replace("%", "%%")
+        done = _PG_CACHE[sql] = _PARAM.sub(
+            lambda m: "%s::jsonb" if m.group() == "?j" else "%s", escaped)
+    return done
+
+
+class _PostgresTx:
+    dialect = "postgres"
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        cur = self._conn.execute(_pg_sql(sql), params)
+        return cur.rowcount
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        return self._conn.execute(_pg_sql(sql), params).fetchone()
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._conn.execute(_pg_sql(sql), params).fetchall()
+
+
+class PostgresDatabase(Database):
+    """The service's tables in PostgreSQL, through a psycopg connection pool."""
+
+    dialect = "postgres"
+
+    def __init__(self, url: str, *, max_size: int = 8) -> None:
+        from psycopg_pool import ConnectionPool
+
+        super().__init__(threads=max_size)
+        self.pool = ConnectionPool(url, min_size=1, max_size=max_size, open=True,
+                                   kwargs={"autocommit": False})
+
+    def run(self, fn: Callable[[Tx], T]) -> T:
+        with self.pool.connection() as conn, conn.transaction():
+            return fn(_PostgresTx(conn))
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        with self.pool.connection() as conn:
+            yield conn
+
+    def close(self) -> None:
+        super().close()
+        self.pool.close()
+
+
+# -- JSON containment, the one place the dialects differ in a WHERE clause ----------------
+
+
+def json_contains(tx_dialect: str, column: str, wanted: dict[str, Any]) -> tuple[str, list[Any]]:
+    """SQL that is true when the JSON object in `column` has every key of `wanted` with
+    an equal value (PostgreSQL's `@>` on the top level)."""
+    if not wanted:
+        return "1 = 1", []
+    if tx_dialect == "postgres":
+        return f"{column} @> ?j", [to_json(wanted)]
+    parts: list[str] = []
+    params: list[Any] = []
+    for key, value in wanted.items():
+        path = '$."' + str(key).replace('"', '""') + '"'
+        if isinstance(value, (dict, list)):
+            parts.append(f"json_extract({column}, ?) = json(?)")
+            params += [path, to_json(value)]
+        elif value is None:
+            parts.append(f"json_type({column}, ?) = 'null'")
+            params.append(path)
+        elif isinstance(value, bool):
+            parts.append(f"json_type({column}, ?) = ?")
+            params += [path, "true" if value else "false"]
+        else:
+            parts.append(f"json_extract({column}, ?) = ?")
+            params += [path, value]
+    return " AND ".join(parts), params

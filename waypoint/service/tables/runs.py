@@ -1,0 +1,225 @@
+"""Runs: the queue. A row per accepted run; workers claim them with renewable leases.
+
+A thread runs one run at a time, in the order runs were accepted (`enqueue`); a claim
+takes the oldest due pending run whose thread has nothing running. A run whose lease
+lapsed (its worker died) goes back to pending and is taken again from its thread's last
+checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .common import iso, now, page, visible
+from .db import Tx, from_json, to_json
+
+_COLUMNS = ("run_id, thread_id, tenant, assistant_id, graph_id, status, created_at, "
+            "updated_at, not_before, metadata, kwargs, multitask_strategy, temporary, attempt, "
+            "worker, lease_until, start_head, cancel_action, error")
+STATUSES = ("pending", "running", "error", "success", "timeout", "interrupted")
+ACTIVE = ("pending", "running")
+
+
+@dataclass(slots=True)
+class Run:
+    run_id: str
+    thread_id: str
+    tenant: str
+    assistant_id: str
+    graph_id: str
+    status: str
+    created_at: float
+    updated_at: float
+    not_before: float
+    metadata: dict[str, Any]
+    kwargs: dict[str, Any]
+    multitask_strategy: str
+    temporary: bool
+    attempt: int = 0
+    worker: str | None = None
+    lease_until: float | None = None
+    start_head: str | None = None
+    cancel_action: str | None = None
+    error: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_api(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "thread_id": self.thread_id,
+                "assistant_id": self.assistant_id, "created_at": iso(self.created_at),
+                "updated_at": iso(self.updated_at), "status": self.status,
+                "metadata": self.metadata, "kwargs": self.kwargs,
+                "multitask_strategy": self.multitask_strategy}
+
+
+def _row(row: tuple[Any, ...]) -> Run:
+    (run_id, thread_id, tenant, assistant_id, graph_id, status, created_at, updated_at,
+     not_before, metadata, kwargs, strategy, temporary, attempt, worker, lease_until,
+     start_head, cancel_action, error) = row
+    return Run(run_id, thread_id, tenant, assistant_id, graph_id, status, created_at,
+               updated_at, not_before, from_json(metadata), from_json(kwargs), strategy,
+               bool(temporary), attempt, worker, lease_until, start_head, cancel_action,
+               from_json(error))
+
+
+def insert(tx: Tx, run: Run) -> None:
+    tx.execute(f"INSERT INTO waypoint_runs ({_COLUMNS}) VALUES "
+               "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?j, ?j, ?, ?, ?, ?, ?, ?, ?, ?j)",
+               (run.run_id, run.thread_id, run.tenant, run.assistant_id, run.graph_id,
+                run.status, run.created_at, run.updated_at, run.not_before,
+                to_json(run.metadata), to_json(run.kwargs), run.multitask_strategy,
+                run.temporary, run.attempt, run.worker, run.lease_until, run.start_head,
+                run.cancel_action, to_json(run.error)))
+
+
+def get(tx: Tx, run_id: str, tenant: str | None, thread_id: str | None = None) -> Run | None:
+    where, params = visible("tenant", tenant)
+    sql = f"SELECT {_COLUMNS} FROM waypoint_runs WHERE run_id = ? AND {where}"
+    args = [run_id, *params]
+    if thread_id is not None:
+        sql += " AND thread_id = ?"
+        args.append(thread_id)
+    row = tx.one(sql, args)
+    return _row(row) if row else None
+
+
+def list_for_thread(tx: Tx, thread_id: str, *, status: str | None = None, limit: int = 10,
+                    offset: int = 0) -> list[Run]:
+    sql = f"SELECT {_COLUMNS} FROM waypoint_runs WHERE thread_id = ?"
+    args: list[Any] = [thread_id]
+    if status:
+        sql += " AND status = ?"
+        args.append(status)
+    limits, more = page(limit, offset)
+    rows = tx.all(sql + " ORDER BY created_at DESC, run_id DESC" + limits, [*args, *more])
+    return [_row(r) for r in rows]
+
+
+def active_on_thread(tx: Tx, thread_id: str) -> list[Run]:
+    rows = tx.all(f"SELECT {_COLUMNS} FROM waypoint_runs WHERE thread_id = ? AND status IN "
+                  "('pending', 'running') ORDER BY created_at, run_id", [thread_id])
+    return [_row(r) for r in rows]
+
+
+def running_count(tx: Tx, tenant: str) -> int:
+    row = tx.one("SELECT count(*) FROM waypoint_runs WHERE tenant = ? AND status IN "
+                 "('pending', 'running')", [tenant])
+    return int(row[0]) if row else 0
+
+
+def delete(tx: Tx, run_id: str) -> None:
+    tx.execute("DELETE FROM waypoint_run_events WHERE run_id = ?", [run_id])
+    tx.execute("DELETE FROM waypoint_runs WHERE run_id = ?", [run_id])
+
+
+def delete_for_thread(tx: Tx, thread_id: str) -> None:
+    tx.execute("DELETE FROM waypoint_run_events WHERE run_id IN "
+               "(SELECT run_id FROM waypoint_runs WHERE thread_id = ?)", [thread_id])
+    tx.execute("DELETE FROM waypoint_runs WHERE thread_id = ?", [thread_id])
+
+
+_CLAIMABLE = (
+    "r.status = 'pending' AND r.not_before <= ? AND r.cancel_action IS NULL "
+    "AND NOT EXISTS (SELECT 1 FROM waypoint_runs o WHERE o.thread_id = r.thread_id "
+    "AND o.status = 'running') "
+    "AND NOT EXISTS (SELECT 1 FROM waypoint_runs e WHERE e.thread_id = r.thread_id "
+    "AND e.status = 'pending' AND (e.created_at < r.created_at OR "
+    "(e.created_at = r.created_at AND e.run_id < r.run_id)))"
+)
+
+
+def claim(tx: Tx, worker: str, lease_seconds: float, at: float | None = None) -> Run | None:
+    """Take the oldest due run that may start, for `worker`, under a lease."""
+    at = now() if at is None else at
+    lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
+    row = tx.one(f"SELECT {_COLUMNS} FROM waypoint_runs r WHERE {_CLAIMABLE} "
+                 f"ORDER BY r.created_at, r.run_id LIMIT 1{lock}", [at])
+    if row is None:
+        return None
+    run = _row(row)
+    if tx.dialect == "postgres":  # one running run per thread, even across processes
+        tx.execute("SELECT pg_advisory_xact_lock(hashtext(?))", [run.thread_id])
+        if tx.one("SELECT 1 FROM waypoint_runs WHERE thread_id = ? AND status = 'running'",
+                  [run.thread_id]):
+            return None
+    run.attempt += 1
+    run.status, run.worker, run.lease_until, run.updated_at = (
+        "running", worker, at + lease_seconds, at)
+    tx.execute("UPDATE waypoint_runs SET status = 'running', worker = ?, lease_until = ?, "
+               "attempt = ?, updated_at = ? WHERE run_id = ?",
+               (worker, run.lease_until, run.attempt, at, run.run_id))
+    return run
+
+
+def next_due(tx: Tx) -> float | None:
+    """When the earliest pending run falls due (None: nothing pending)."""
+    row = tx.one("SELECT min(not_before) FROM waypoint_runs WHERE status = 'pending' AND "
+                 "cancel_action IS NULL")
+    return row[0] if row and row[0] is not None else None
+
+
+def renew(tx: Tx, worker: str, run_ids: list[str], until: float) -> list[str]:
+    """Extend this worker's leases; returns the runs it no longer holds."""
+    lost: list[str] = []
+    for run_id in run_ids:
+        if not tx.execute("UPDATE waypoint_runs SET lease_until = ? WHERE run_id = ? AND "
+                          "worker = ? AND status = 'running'", (until, run_id, worker)):
+            lost.append(run_id)
+    return lost
+
+
+def set_start_head(tx: Tx, run_id: str, head: str | None) -> None:
+    tx.execute("UPDATE waypoint_runs SET start_head = ? WHERE run_id = ?", (head, run_id))
+
+
+def finish(tx: Tx, run_id: str, status: str, error: Any = None) -> None:
+    tx.execute("UPDATE waypoint_runs SET status = ?, error = ?j, worker = NULL, "
+               "lease_until = NULL, updated_at = ? WHERE run_id = ?",
+               (status, to_json(error), now(), run_id))
+
+
+def requeue(tx: Tx, run_id: str) -> None:
+    """Back to the queue (drained or orphaned); the next attempt resumes its checkpoint."""
+    tx.execute("UPDATE waypoint_runs SET status = 'pending', worker = NULL, lease_until = NULL, "
+               "updated_at = ? WHERE run_id = ? AND status = 'running'", (now(), run_id))
+
+
+def recover_lapsed(tx: Tx, at: float, *, everything: bool = False) -> list[str]:
+    """Runs whose worker stopped renewing (or, at a single-process start, every running
+    run): back to pending."""
+    if everything:
+        rows = tx.all("SELECT run_id FROM waypoint_runs WHERE status = 'running'")
+    else:
+        rows = tx.all("SELECT run_id FROM waypoint_runs WHERE status = 'running' AND "
+                      "lease_until < ?", [at])
+    ids = [r[0] for r in rows]
+    for run_id in ids:
+        requeue(tx, run_id)
+    return ids
+
+
+def request_cancel(tx: Tx, run_id: str, action: str) -> str | None:
+    """Mark a run to stop; returns its status before (None if it is not active)."""
+    row = tx.one("SELECT status FROM waypoint_runs WHERE run_id = ?", [run_id])
+    if row is None or row[0] not in ACTIVE:
+        return None
+    tx.execute("UPDATE waypoint_runs SET cancel_action = ?, updated_at = ? WHERE run_id = ?",
+               (action, now(), run_id))
+    return row[0]
+
+
+def cancel_action(tx: Tx, run_id: str) -> str | None:
+    row = tx.one("SELECT cancel_action FROM waypoint_runs WHERE run_id = ?", [run_id])
+    return row[0] if row else None
+
+
+def ids_by_status(tx: Tx, tenant: str | None, statuses: tuple[str, ...],
+                  thread_id: str | None = None) -> list[str]:
+    where, params = visible("tenant", tenant)
+    sql = (f"SELECT run_id FROM waypoint_runs WHERE {where} AND status IN ("
+           + ", ".join("?" for _ in statuses) + ")")
+    args = [*params, *statuses]
+    if thread_id:
+        sql += " AND thread_id = ?"
+        args.append(thread_id)
+    return [r[0] for r in tx.all(sql, args)]
