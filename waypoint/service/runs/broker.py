@@ -85,20 +85,26 @@ class Broker:
                 waiter.set_result(None)
         return live
 
-    async def wait_open(self, run_id: str, timeout: float) -> None:
-        """Until an attempt of the run starts here, or `timeout` seconds passed."""
+    def expect_open(self, run_id: str) -> asyncio.Future[None]:
+        """A future that completes when an attempt of the run opens here. Take it before
+        looking at the run, so an attempt that opens while you look is not missed."""
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiters = self._openers.setdefault(run_id, [])
-        waiters.append(waiter)
+        self._openers.setdefault(run_id, []).append(waiter)
+        return waiter
+
+    async def wait_open(self, waiter: asyncio.Future[None], timeout: float) -> None:
+        """Until `waiter` (from expect_open) completes, or `timeout` seconds passed."""
         try:
-            await asyncio.wait_for(waiter, timeout)
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
         except TimeoutError:
             pass
-        finally:
-            if waiter in waiters:
-                waiters.remove(waiter)
+
+    def unexpect(self, run_id: str, waiter: asyncio.Future[None]) -> None:
+        waiters = self._openers.get(run_id)
+        if waiters is not None and waiter in waiters:
+            waiters.remove(waiter)
             if not waiters:
-                self._openers.pop(run_id, None)
+                del self._openers[run_id]
 
     def publish(self, live: LiveRun, name: str, data: bytes) -> str:
         attempt, seq, _, _ = live.add(name, data)

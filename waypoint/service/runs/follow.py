@@ -40,56 +40,62 @@ async def events(service: Service, run_id: str, last_event_id: str | None = None
     after = parse_id(last_event_id)
     wanted = {m for m in modes or () if m} or None  # `stream_mode=` (empty) means all
     broker = service.broker
-    poll = service.settings.poll_interval
     followed: set[int] = set()  # attempts followed live to their end
     while True:
-        stored = await service.db.arun(lambda tx, a=after: event_table.read(tx, run_id, a))
-        for attempt, seq, name, data in stored:
-            after = (attempt, seq)
-            if _wanted(name, wanted):
-                yield format_id(attempt, seq), name, data
-        live = broker.runs.get(run_id)
-        if live is not None and live.attempt not in followed and (
-                after is None or live.attempt >= after[0]):
-            async for attempt, seq, name, data in live.follow(after):
+        opened = broker.expect_open(run_id)  # before looking: an attempt may open meanwhile
+        try:
+            stored = await service.db.arun(lambda tx, a=after: event_table.read(tx, run_id, a))
+            for attempt, seq, name, data in stored:
                 after = (attempt, seq)
                 if _wanted(name, wanted):
                     yield format_id(attempt, seq), name, data
-            followed.add(live.attempt)
-            if live.outcome is not None and live.outcome.status in FINAL:
+            live = broker.runs.get(run_id)
+            if live is not None and live.attempt not in followed and (
+                    after is None or live.attempt >= after[0]):
+                async for attempt, seq, name, data in live.follow(after):
+                    after = (attempt, seq)
+                    if _wanted(name, wanted):
+                        yield format_id(attempt, seq), name, data
+                followed.add(live.attempt)
+                if live.outcome is not None and live.outcome.status in FINAL:
+                    return
+                continue
+            if service.closing.is_set():  # draining: the run continues after a restart
                 return
-            continue
-        if service.closing.is_set():  # draining: the run continues after a restart
-            return
-        run = await service.db.arun(lambda tx: run_table.get(tx, run_id, None))
-        if run is None or run.status in FINAL:
-            final = await service.db.arun(lambda tx, a=after: event_table.read(tx, run_id, a))
-            for attempt, seq, name, data in final:
-                if _wanted(name, wanted):
-                    yield format_id(attempt, seq), name, data
-            return
-        await broker.wait_open(run_id, poll)
+            run = await service.db.arun(lambda tx: run_table.get(tx, run_id, None))
+            if run is None or run.status in FINAL:
+                final = await service.db.arun(
+                    lambda tx, a=after: event_table.read(tx, run_id, a))
+                for attempt, seq, name, data in final:
+                    if _wanted(name, wanted):
+                        yield format_id(attempt, seq), name, data
+                return
+            await broker.wait_open(opened, service.settings.poll_interval)
+        finally:
+            broker.unexpect(run_id, opened)
 
 
 async def outcome(service: Service, run_id: str) -> Outcome | None:
     """Wait for the run to end; None if it was deleted (rolled back) meanwhile."""
     broker = service.broker
-    poll = service.settings.poll_interval
     while True:
-        live = broker.runs.get(run_id)
-        if live is not None:
-            if not live.done.is_set():
+        opened = broker.expect_open(run_id)  # before looking: an attempt may open meanwhile
+        try:
+            live = broker.runs.get(run_id)
+            if live is not None:
                 await live.done.wait()
-            if live.outcome is not None and live.outcome.status in FINAL:
-                return live.outcome
-        if service.closing.is_set():
-            return Outcome("pending")
-        run = await service.db.arun(lambda tx: run_table.get(tx, run_id, None))
-        if run is None:
-            return None
-        if run.status in FINAL:
-            return await stored_outcome(service, run)
-        await broker.wait_open(run_id, poll)
+                if live.outcome is not None and live.outcome.status in FINAL:
+                    return live.outcome
+            if service.closing.is_set():
+                return Outcome("pending")
+            run = await service.db.arun(lambda tx: run_table.get(tx, run_id, None))
+            if run is None:
+                return None
+            if run.status in FINAL:
+                return await stored_outcome(service, run)
+            await broker.wait_open(opened, service.settings.poll_interval)
+        finally:
+            broker.unexpect(run_id, opened)
 
 
 async def stored_outcome(service: Service, run: run_table.Run) -> Outcome:
