@@ -69,6 +69,9 @@ boom = _failing.compile()
 
 
 def _slow(state: State) -> dict[str, Any]:
+    if state.get("side_file"):  # lets a test see the step has begun
+        with open(state["side_file"], "a") as out:
+            out.write("started\n")
     time.sleep(state.get("delay", 0.5))
     return {"items": ["slow"]}
 

@@ -30,16 +30,8 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `waypoint` script (and `python -m waypoint.cli`)."""
     try:
-        app(args=argv, prog_name="waypoint", standalone_mode=False)
-    except typer.Exit as done:
-        return done.exit_code
+        app(args=argv, prog_name="waypoint")
     except SystemExit as done:
-        return int(done.code or 0) if not isinstance(done.code, str) else 1
-    except Exception as exc:  # click's usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
+        code = done.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     return 0

@@ -19,7 +19,11 @@ def import_target(target: str) -> Any:
                                  f"{target!r}")
     if "" not in sys.path:
         sys.path.insert(0, "")
-    made = getattr(importlib.import_module(module_name), attr, None)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise typer.BadParameter(f"cannot import {module_name}: {exc}") from None
+    made = getattr(module, attr, None)
     if made is None:
         raise typer.BadParameter(f"{module_name} has no attribute {attr!r}")
     return made

@@ -13,7 +13,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def _loopback(host: str) -> bool:

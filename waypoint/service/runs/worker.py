@@ -130,9 +130,21 @@ class WorkerPool:
         self._wakeup.clear()
 
     async def _renew(self) -> None:
+        """Extend this worker's leases, and take back runs whose worker stopped renewing
+        (another process that died: its runs resume here)."""
         settings = self.service.settings
         while True:
             await asyncio.sleep(settings.lease_seconds / 3)
+            try:
+                lapsed = await self.service.db.arun(
+                    lambda tx: run_table.recover_lapsed(tx, time.time()))
+            except Exception:
+                log.exception("looking for lapsed leases failed")
+                lapsed = []
+            if lapsed:
+                log.warning("took over %d run(s) whose worker stopped: %s", len(lapsed),
+                            ", ".join(lapsed))
+                self.notify()
             ids = list(self.active)
             if not ids:
                 continue

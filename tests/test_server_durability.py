@@ -1,0 +1,98 @@
+"""What the server survives: SIGKILL mid-run, SIGTERM (drain), and time (TTL sweep)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+from server_harness import ServerProcess, postgres_schema, wait_until
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_sigkill_mid_run_the_run_finishes_after_restart_and_its_effect_ran_once(
+        backend, tmp_path):
+    side = tmp_path / "side.txt"
+    settings = {"lease_seconds": 2}  # PostgreSQL: a dead worker's lease lapses this fast
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(postgres_schema()) if backend == "postgres" else None
+        first = ServerProcess(tmp_path, postgres=url, settings=settings).start()
+        stack.callback(first.kill)
+        http = first.http()
+        run = http.post("/runs", json={"assistant_id": "payment", "on_completion": "keep",
+                                       "input": {"items": [], "side_file": str(side)}}).json()
+        tid, rid = run["thread_id"], run["run_id"]
+        # killed while the step after the effect runs (it waits for a file)
+        wait_until(lambda: http.get(f"/threads/{tid}/state").json()["next"] == ["hold"])
+        first.kill()
+        assert side.read_text().count("charged") == 1
+        (tmp_path / "side.txt.release").touch()
+
+        second = ServerProcess(tmp_path, postgres=url, settings=settings).start()
+        stack.callback(second.stop)
+        http = second.http()
+        result = http.get(f"/threads/{tid}/runs/{rid}/join").json()
+        assert result["items"][-1] == "released" and result["items"][0].startswith("charged:")
+        assert side.read_text().count("charged") == 1  # the effect did not run again
+        assert http.get(f"/threads/{tid}/runs/{rid}").json()["status"] == "success"
+        with http.stream("GET", f"/threads/{tid}/runs/{rid}/stream") as events:
+            lines = [line for line in events.iter_lines() if line.startswith("data: {\"run_id")]
+        assert len(lines) == 2 and '"attempt":2' in lines[1]  # two attempts, one stream
+
+
+def test_sigterm_drains_at_a_step_boundary_and_a_restart_finishes(tmp_path):
+    first = ServerProcess(tmp_path, settings={"drain_timeout": 30}).start()
+    http = first.http()
+    side = tmp_path / "steps.txt"
+    run = http.post("/runs", json={"assistant_id": "slow", "on_completion": "keep", "input": {
+        "items": [], "delay": 1.0, "side_file": str(side)}}).json()
+    tid, rid = run["thread_id"], run["run_id"]
+    wait_until(side.exists)  # the first step is under way
+    # uvicorn re-raises the signal after its graceful shutdown: the process ends by SIGTERM
+    assert first.stop() in (0, -15)
+    assert "draining" in first.output()
+
+    second = ServerProcess(tmp_path).start()
+    try:
+        http = second.http()
+        result = http.get(f"/threads/{tid}/runs/{rid}/join").json()
+        assert result["items"] == ["slow", "slow"]  # the first step was kept, not repeated
+        history = http.post(f"/threads/{tid}/history", json={"limit": 10}).json()
+        attempts = {h["metadata"]["step"]: h["metadata"].get("run_attempt") for h in history}
+        assert attempts[1] == 1 and attempts[2] == 2  # step 1 before the drain, step 2 after
+        assert side.read_text().count("started") == 2  # each step ran once
+    finally:
+        second.stop()
+
+
+def test_ttl_sweep_keeps_threads_waiting_for_a_person(tmp_path):
+    settings = {"thread_ttl_minutes": 0.02, "sweep_interval_minutes": 0.005}
+    server = ServerProcess(tmp_path, settings=settings).start()
+    try:
+        http = server.http()
+
+        def thread_ran(assistant: str) -> str:
+            tid = http.post("/threads", json={}).json()["thread_id"]
+            http.post(f"/threads/{tid}/runs/wait", json={"assistant_id": assistant,
+                                                          "input": {"items": []}})
+            return tid
+
+        def gone(tid: str) -> bool:
+            return http.get(f"/threads/{tid}").status_code == 404
+
+        idle = thread_ran("three")
+        paused = thread_ran("hitl")  # at interrupt()
+        approving = thread_ran("approval")  # at a pending approval
+        breakpoint_tid = http.post("/threads", json={}).json()["thread_id"]
+        http.post(f"/threads/{breakpoint_tid}/runs/wait", json={
+            "assistant_id": "three", "input": {"items": []}, "interrupt_before": ["b"]})
+        wait_until(lambda: gone(idle))
+        later = thread_ran("three")  # a full TTL and sweep more, with the others waiting
+        wait_until(lambda: gone(later))
+        for tid in (paused, approving, breakpoint_tid):
+            assert http.get(f"/threads/{tid}").json()["status"] == "interrupted"
+        http.post(f"/threads/{paused}/runs/wait", json={"assistant_id": "hitl",
+                                                         "command": {"resume": "ok"}})
+        wait_until(lambda: gone(paused))  # finished: now it is idle, and swept
+        assert not gone(approving)
+    finally:
+        server.stop()
