@@ -510,3 +510,20 @@ async def test_store_endpoints_and_get_store_in_nodes(server):
     http = server.http()
     bad = http.put("/store/items", json={"namespace": ["a.b"], "key": "k", "value": {}})
     assert bad.status_code == 422 and bad.json()["detail"]
+
+
+def test_budget_from_the_api_and_spent_in_run_metadata(server):
+    http = server.http()
+    run = http.post("/runs", json={"assistant_id": "three", "input": {"items": []},
+                                   "on_completion": "keep",
+                                   "config": {"budget": {"max_steps": 10}}}).json()
+    http.get(f"/threads/{run['thread_id']}/runs/{run['run_id']}/join")
+    done = http.get(f"/threads/{run['thread_id']}/runs/{run['run_id']}").json()
+    assert done["metadata"]["budget"]["run"]["steps"] == 3
+    over = http.post("/runs/wait", json={"assistant_id": "three", "input": {"items": []},
+                                         "config": {"budget": {"max_steps": 1,
+                                                               "on_exceed": "fail"}}})
+    assert over.json()["__error__"]["error"] == "BudgetExceeded"
+    bad = http.post("/runs", json={"assistant_id": "three", "input": {},
+                                   "config": {"budget": {"max_stepz": 1}}})
+    assert bad.status_code == 422 and "max_stepz" in bad.json()["detail"]

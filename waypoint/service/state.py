@@ -121,4 +121,4 @@ async def thread_summary(service: Service, thread_id: str, graph: Any) -> dict[s
     status = "error" if errored else ("interrupted" if waiting else "idle")
     values = to_jsonable(snapshot.values) if snapshot.created_at is not None else None
     return {"status": status, "values": values, "interrupts": to_jsonable(interrupts),
-            "error": None}
+            "error": None, "budget": (snapshot.metadata or {}).get("budget")}

@@ -83,6 +83,8 @@ async def _apply_supersteps(service: Service, thread: Thread, supersteps: list[d
 @router.post("/search", summary="Search Threads")
 async def search(body: ThreadSearch, service: Service = Depends(get_service),
                  who: Identity = Depends(current_identity)) -> list[dict[str, Any]]:
+    if body.extract:
+        raise Unprocessable("extract is not supported yet (select whole fields with select)")
     found = await service.db.arun(lambda tx: table.search(
         tx, who.scope, ids=body.ids, metadata=body.metadata, values=body.values,
         status=body.status, limit=body.limit, offset=body.offset, sort_by=body.sort_by,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ...errors import RunTimeoutError
-from ...types import Command, Send
+from ...types import Budget, Command, Send
 from ..encoding import dumps, error_json, to_jsonable
 from ..state import thread_summary
 from ..tables import assistants as assistant_table
@@ -70,6 +70,8 @@ def run_config(run: Run, assistant_config: dict[str, Any], assistant_context: di
                           "graph_id": run.graph_id, "assistant_id": run.assistant_id,
                           "run_attempt": run.attempt}
     config["run_id"] = run.run_id
+    if isinstance(config.get("budget"), dict):  # a budget sent as JSON
+        config["budget"] = Budget(**config["budget"])
     return config
 
 

@@ -12,6 +12,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
+from ...types import Budget
 from ..auth import Identity
 from ..errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from ..schemas.runs import RunCreateBase
@@ -72,6 +73,18 @@ def _check_against_graph(service: Service, graph_id: str, body: RunCreateBase) -
                             f"{type(body.input).__name__}")
 
 
+def _check_budget(config: dict[str, Any] | None) -> None:
+    budget = (config or {}).get("budget")
+    if budget is None:
+        return
+    if not isinstance(budget, dict):
+        raise Unprocessable("config.budget must be an object of Budget fields")
+    try:
+        Budget(**budget)
+    except (TypeError, ValueError) as exc:
+        raise Unprocessable(f"config.budget: {exc}") from None
+
+
 async def _check_thread_state(service: Service, thread_id: str, graph_id: str, body: Any,
                               idle: bool) -> None:
     """A fork needs its checkpoint; a resume needs something to resume (if nothing runs)."""
@@ -110,6 +123,7 @@ async def create_run(service: Service, who: Identity, body: RunCreateBase,
 
     assistant, thread, active = await service.db.arun(find)
     _check_against_graph(service, assistant.graph_id, body)
+    _check_budget(body.config)
     strategy = getattr(body, "multitask_strategy", None) or "enqueue"
     temporary = stateless and getattr(body, "on_completion", "keep") == "delete"
     if thread_id is None:

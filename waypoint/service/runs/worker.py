@@ -207,7 +207,8 @@ class WorkerPool:
 
         def record(tx: Any) -> None:
             event_table.append(tx, events, time.time())
-            run_table.finish(tx, run.run_id, outcome.status, outcome.error)
+            spent = {"budget": summary["budget"]} if summary.get("budget") else None
+            run_table.finish(tx, run.run_id, outcome.status, outcome.error, spent)
             others = [r for r in run_table.active_on_thread(tx, run.thread_id)
                       if r.run_id != run.run_id]
             status = "busy" if others else summary["status"]

@@ -172,7 +172,14 @@ def set_start_head(tx: Tx, run_id: str, head: str | None) -> None:
     tx.execute("UPDATE waypoint_runs SET start_head = ? WHERE run_id = ?", (head, run_id))
 
 
-def finish(tx: Tx, run_id: str, status: str, error: Any = None) -> None:
+def finish(tx: Tx, run_id: str, status: str, error: Any = None,
+           metadata: dict[str, Any] | None = None) -> None:
+    """The run's end; `metadata` (what it spent, say) is merged into its metadata."""
+    if metadata:
+        row = tx.one("SELECT metadata FROM waypoint_runs WHERE run_id = ?", [run_id])
+        merged = {**(from_json(row[0]) if row else {}), **metadata}
+        tx.execute("UPDATE waypoint_runs SET metadata = ?j WHERE run_id = ?",
+                   (to_json(merged), run_id))
     tx.execute("UPDATE waypoint_runs SET status = ?, error = ?j, worker = NULL, "
                "lease_until = NULL, updated_at = ? WHERE run_id = ?",
                (status, to_json(error), now(), run_id))
