@@ -7,7 +7,16 @@ import os
 import time
 from typing import Annotated, Any, TypedDict
 
-from waypoint import END, START, StateGraph, approve, effect, get_stream_writer, interrupt
+from waypoint import (
+    END,
+    START,
+    StateGraph,
+    approve,
+    effect,
+    get_stream_writer,
+    interrupt,
+    sleep,
+)
 from waypoint.graph import MessagesState
 from waypoint.models.scripted import ScriptedModel
 
@@ -167,3 +176,33 @@ _memory.add_node("remember", _remember)
 _memory.add_edge(START, "remember")
 _memory.add_edge("remember", END)
 memory = _memory.compile()
+
+
+def _book(state: State) -> dict[str, Any]:
+    return {"items": ["booked"]}
+
+
+def _unbook(state: State) -> None:
+    with open(state["side_file"], "a") as out:
+        out.write("unbooked\n")
+
+
+_trip = StateGraph(State)
+_trip.add_node("book", _book, compensate=_unbook)
+_trip.add_node("ask", _ask)
+_trip.add_edge(START, "book")
+_trip.add_edge("book", "ask")
+_trip.add_edge("ask", END)
+trip = _trip.compile()
+
+
+def _nap(state: State) -> dict[str, Any]:
+    sleep(state.get("delay", 0.5))  # a durable timer: the run stops, the server wakes it
+    return {"items": ["woke"]}
+
+
+_napper = StateGraph(State)
+_napper.add_node("nap", _nap)
+_napper.add_edge(START, "nap")
+_napper.add_edge("nap", END)
+napper = _napper.compile()

@@ -28,7 +28,8 @@ from store_backends import IN_CI, PG_URL, postgres_reachable
 
 HERE = Path(__file__).parent
 GRAPHS = {name: f"server_graphs.py:{name}" for name in (
-    "three", "hitl", "boom", "slow", "payment", "chat", "approval", "nested", "memory")}
+    "three", "hitl", "boom", "slow", "payment", "chat", "approval", "nested", "memory",
+    "trip", "napper")}
 _READY = re.compile(r"waypoint serving .* on (http://\S+) ")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
@@ -527,3 +528,35 @@ def test_budget_from_the_api_and_spent_in_run_metadata(server):
     bad = http.post("/runs", json={"assistant_id": "three", "input": {},
                                    "config": {"budget": {"max_stepz": 1}}})
     assert bad.status_code == 422 and "max_stepz" in bad.json()["detail"]
+
+
+def test_compensating_cancel_of_a_paused_thread(server, tmp_path):
+    http = server.http()
+    side = tmp_path / "undo.txt"
+    tid = http.post("/threads", json={}).json()["thread_id"]
+    paused = http.post(f"/threads/{tid}/runs/wait", json={
+        "assistant_id": "trip", "input": {"items": [], "side_file": str(side)}}).json()
+    assert paused["__interrupt__"]
+    done = http.post(f"/threads/{tid}/cancel", params={"reason": "customer left"})
+    assert done.status_code == 200, done.text
+    assert done.json()["compensation"]["compensated"] == ["book"]
+    assert side.read_text() == "unbooked\n"
+    assert http.get(f"/threads/{tid}").json()["status"] == "idle"
+    again = http.post(f"/threads/{tid}/cancel")
+    assert again.status_code == 409 and "nothing to cancel" in again.json()["detail"]
+
+
+def test_durable_timers_fire_from_the_server(server):
+    http = server.http()
+    tid = http.post("/threads", json={}).json()["thread_id"]
+    paused = http.post(f"/threads/{tid}/runs/wait", json={
+        "assistant_id": "napper", "input": {"items": [], "delay": 0.5}}).json()
+    assert paused["__interrupt__"][0]["value"]["kind"] == "timer"
+    for _ in range(400):
+        thread = http.get(f"/threads/{tid}").json()
+        if thread["status"] == "idle":
+            break
+        time.sleep(0.05)
+    assert thread["values"]["items"] == ["woke"]
+    runs = http.get(f"/threads/{tid}/runs").json()
+    assert len(runs) == 2 and runs[0]["metadata"]["timer_kind"] == "sleep"

@@ -253,3 +253,31 @@ async def history_post(thread_id: str, body: ThreadHistory,
                              before=before, metadata=body.metadata,
                              checkpoint=body.checkpoint.model_dump() if body.checkpoint
                              else None)
+
+
+@router.post("/{thread_id}/cancel", summary="Cancel Thread (compensating)")
+async def cancel_thread(thread_id: str, reason: str = Query(default="cancelled", max_length=500),
+                        service: Service = Depends(get_service),
+                        who: Identity = Depends(current_identity)) -> dict[str, Any]:
+    """Stop a thread for good: its active runs stop at a step boundary, then the
+    compensations of its completed steps run in reverse order, pending approvals and timers
+    are closed, and a final checkpoint records the summary (a waypoint addition)."""
+    from ..runs import follow
+
+    thread = await find(service, thread_id, who)
+    graph = graph_of(service, thread)
+    if graph is None:
+        raise Unprocessable(f"thread {thread_id!r} has not run a graph of this server")
+    active = await service.db.arun(lambda tx: run_table.active_on_thread(tx, thread_id))
+    for run in active:
+        await service.db.arun(lambda tx, r=run: run_table.request_cancel(tx, r.run_id,
+                                                                          "interrupt"))
+        await service.stop_run(run, "interrupt")
+        await follow.outcome(service, run.run_id)
+    try:
+        summary = await graph.acancel({"configurable": {"thread_id": thread_id}},
+                                      reason=reason)
+    except ValueError as exc:
+        raise Conflict(str(exc)) from None
+    await service.refresh_thread(thread_id, thread.metadata.get("graph_id"))
+    return {"thread_id": thread_id, "compensation": summary}
