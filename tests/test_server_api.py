@@ -395,6 +395,9 @@ def test_bad_input_gets_a_clear_4xx(server):
     plain = http.post("/threads", content=b'{"metadata": {"plain": true}}',
                       headers={"content-type": "text/plain"})
     assert plain.status_code == 200 and plain.json()["metadata"] == {"plain": True}
+    form = http.post("/threads/count", content=b"{}",  # what `curl -d` sends
+                     headers={"content-type": "application/x-www-form-urlencoded"})
+    assert form.status_code == 200
 
 
 # -- crons, webhooks ----------------------------------------------------------------------

@@ -79,7 +79,8 @@ def serve(
     sys.path.insert(0, str(settings.base_dir))
     app = create_app(settings)
     uv_config = uvicorn.Config(app, host=settings.host, port=settings.port,
-                               log_level=log_level.lower(), access_log=False,
+                               log_level=log_level.lower(),
+                               access_log=log_level.lower() == "debug",
                                timeout_graceful_shutdown=max(1, int(settings.drain_timeout) + 5),
                                lifespan="on")
     server = DrainingServer(uv_config, app, settings.drain_timeout)

@@ -22,8 +22,9 @@ LOCAL_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
 
 
 class RequestGuard:
-    """Refuses bodies over the size limit (413) and reads a JSON body as JSON whatever
-    its content type says: browser proxies (agent-chat-ui's) drop the header."""
+    """Refuses bodies over the size limit (413) and reads every body as JSON whatever its
+    content type says (the API takes nothing else; browser proxies such as agent-chat-ui's
+    drop the header, and `curl -d` sends a form type)."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
@@ -38,8 +39,8 @@ class RequestGuard:
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             await _refuse(send, self.max_body_bytes)
             return
-        kind = next((v for k, v in headers if k == b"content-type"), b"")
-        if not kind or kind.startswith(b"text/plain"):
+        kind = next((v for k, v in headers if k == b"content-type"), b"").split(b";")[0]
+        if kind.strip().lower() not in (b"application/json",):
             headers = [(k, v) for k, v in headers if k != b"content-type"]
             headers.append((b"content-type", b"application/json"))
             scope = {**scope, "headers": headers}
