@@ -283,3 +283,15 @@ def test_escalation_happens_once_then_the_approval_expires():
     assert state.values["decision"]["escalations"] == 1
     record = saver_.get_approval(config["configurable"]["thread_id"], question["approval_id"])
     assert record.status == "expired"
+
+
+def test_edits_are_kept_as_plain_data_in_the_record(backend, saver):  # noqa: F811
+    """A process without the schema's class (an inbox, a restarted server) reads it back."""
+    graph = approval_graph(saver)
+    config = cfg(backend.thread())
+    question = _question(graph.invoke({"log": []}, config))
+    result = graph.invoke(Command(resume={"action": "edit", "edits": {
+        "version": "v2.2", "replicas": 3}}), config)
+    assert result["log"] == ["gate:edit", "deployed"]
+    record = saver.get_approval(config["configurable"]["thread_id"], question["approval_id"])
+    assert record.decision["edits"] == {"version": "v2.2", "replicas": 3}

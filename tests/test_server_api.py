@@ -466,19 +466,24 @@ def test_approvals_inbox_decides_and_resumes(server):
     assert len(inbox) == 1 and inbox[0]["status"] == "pending"
     approval_id = inbox[0]["approval_id"]
     assert inbox[0]["request"] == {"publish": ["draft", "a"]}
+    assert inbox[0]["graph_id"] == "approval"  # the name it is served under
+    assert http.get("/approvals", params={"graph_id": "approval", "thread_id": tid}).json()
     bad = http.post(f"/approvals/{approval_id}/decide", json={"action": "edit",
                                                               "edits": {"title": 3}})
     assert bad.status_code == 422 and "title" in bad.json()["detail"]
     assert http.post(f"/approvals/{approval_id}/decide",
                      json={"action": "publish"}).status_code == 422
     decided = http.post(f"/approvals/{approval_id}/decide",
-                        json={"action": "approve", "comment": "fine", "by": "lee"})
+                        json={"action": "edit", "edits": {"title": "Final"}, "comment": "fine",
+                              "by": "lee", "stream_mode": ["values", "updates"]})
     assert decided.status_code == 200, decided.text
     run = decided.json()["run"]
     joined = http.get(f"/threads/{tid}/runs/{run['run_id']}/join").json()
-    assert joined["items"][-1] == "decision:approve"
+    assert joined["items"][-1] == "decision:edit"
+    assert run["kwargs"]["stream_mode"] == ["values", "updates"]
     record = http.get(f"/approvals/{approval_id}").json()
     assert record["status"] == "decided" and record["decision"]["by"] == "lee"
+    assert record["decision"]["edits"] == {"title": "Final"}
     again = http.post(f"/approvals/{approval_id}/decide", json={"action": "approve"})
     assert again.status_code == 409
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,6 +48,22 @@ class Decision:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def record(self) -> dict[str, Any]:
+        """The decision as the approval record keeps it: plain data, so any process (an
+        inbox, a server restarted without the graph's schema classes) can read it back."""
+        data = asdict(self)
+        data["edits"] = _plain(self.edits)
+        return data
+
+
+def _plain(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and not isinstance(value, type):
+        return dump(mode="json")
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    return value
 
 
 def _schema_json(schema: Any) -> dict[str, Any] | None:
@@ -188,7 +204,7 @@ def approve(request: Any, *, schema: Any = None,
             expired = Decision("reject", approval_id, by="deadline",
                                comment="the deadline passed without a decision",
                                at=fired_at, timed_out=True, escalations=escalations)
-            saver.decide_approval(thread, approval_id, expired.to_dict(), status="expired")
+            saver.decide_approval(thread, approval_id, expired.record(), status="expired")
             if on_timeout not in ("reject", "escalate"):
                 raise RouteTo(on_timeout, f"approval {approval_id} timed out")
             return expired
@@ -200,7 +216,7 @@ def approve(request: Any, *, schema: Any = None,
         if escalations:
             decision = Decision(decision.action, approval_id, decision.by, decision.comment,
                                 decision.edits, decision.at, False, escalations)
-        saver.decide_approval(thread, approval_id, decision.to_dict())
+        saver.decide_approval(thread, approval_id, decision.record())
         saver.cancel_timer(thread, asked_id)
         return decision
 

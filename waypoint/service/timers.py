@@ -29,7 +29,8 @@ async def pending_interrupts(service: Service, thread_id: str, graph_id: str | N
 
 
 async def resume_thread(service: Service, thread_id: str, answers: dict[str, Any], *,
-                        metadata: dict[str, Any] | None = None) -> Run | None:
+                        metadata: dict[str, Any] | None = None,
+                        stream_mode: list[str] | None = None) -> Run | None:
     """Queue a run answering interrupts by id; None if the thread is not the server's."""
     from .runs.submit import create_run
 
@@ -38,7 +39,8 @@ async def resume_thread(service: Service, thread_id: str, answers: dict[str, Any
         return None
     body = RunCreateStateful(assistant_id=thread.metadata["assistant_id"],
                              command=CommandBody(resume=answers), metadata=metadata or {},
-                             multitask_strategy="enqueue")
+                             multitask_strategy="enqueue",
+                             stream_mode=stream_mode or ["values"])
     return await create_run(service, Identity(thread.tenant, "member"), body, thread_id)
 
 

@@ -123,7 +123,8 @@ async def decide(approval_id: str, body: ApprovalDecide, thread_id: str | None =
     answer = {"action": body.action, "by": body.by or who.user_id or who.tenant,
               "comment": body.comment, "edits": body.edits}
     run = await resume_thread(service, record.thread_id, {asked[0].id: answer},
-                              metadata={"approval_id": approval_id})
+                              metadata={"approval_id": approval_id},
+                              stream_mode=body.stream_mode)
     if run is None:
         raise Conflict(f"thread {record.thread_id!r} was not started by this server: resume "
                        f"it where it runs")

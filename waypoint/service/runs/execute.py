@@ -70,6 +70,7 @@ def run_config(run: Run, assistant_config: dict[str, Any], assistant_context: di
                           "graph_id": run.graph_id, "assistant_id": run.assistant_id,
                           "run_attempt": run.attempt}
     config["run_id"] = run.run_id
+    config["root_graph"] = run.graph_id  # approvals and timers filed under the served name
     if isinstance(config.get("budget"), dict):  # a budget sent as JSON
         config["budget"] = Budget(**config["budget"])
     return config

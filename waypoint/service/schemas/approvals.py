@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from .runs import Strict
+from .runs import Strict, check_modes
 
 
 class ApprovalDecide(Strict):
@@ -17,3 +17,10 @@ class ApprovalDecide(Strict):
     comment: str | None = Field(default=None, max_length=10000)
     edits: Any = None
     by: str | None = Field(default=None, max_length=256)
+    # How the resuming run streams, for a client that joins it (e.g. the reply's tokens).
+    stream_mode: list[str] | None = None
+
+    @field_validator("stream_mode")
+    @classmethod
+    def _modes(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else check_modes(value)

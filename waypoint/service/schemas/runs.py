@@ -38,7 +38,7 @@ class CheckpointRef(BaseModel):
     thread_id: str | None = None
 
 
-def _check_modes(value: Any) -> list[str]:
+def check_modes(value: Any) -> list[str]:
     modes = [value] if isinstance(value, str) else list(value or [])
     unknown = [m for m in modes if m not in STREAM_MODES]
     if unknown:
@@ -71,7 +71,7 @@ class RunCreateBase(Strict):
     @field_validator("stream_mode")
     @classmethod
     def _modes(cls, value: Any) -> list[str]:
-        return _check_modes(value)
+        return check_modes(value)
 
     @field_validator("webhook")
     @classmethod
@@ -132,7 +132,7 @@ class CronCreate(Strict):
     @field_validator("stream_mode")
     @classmethod
     def _modes(cls, value: Any) -> list[str]:
-        return _check_modes(value)
+        return check_modes(value)
 
 
 class CronPatch(Strict):
