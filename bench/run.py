@@ -1,10 +1,15 @@
 """waypoint vs LangGraph benchmark.
 
     python bench/run.py [--quick] [--only NAME[,NAME...]] [--markdown] [--reference-as-waypoint]
+                        [--server]
 
 Both engines are measured in this one process, interleaved (A/B, then B/A, ...), and each
 workload reports the median of several repetitions taken after a verified warm-up run.
 Progress goes to stderr; the result table goes to stdout. See bench/README.md.
+
+`--server` (or `--only server`) adds bench/server.py: `waypoint serve` next to
+`langgraph dev` over HTTP, in server processes it starts itself (opt-in: ~5 minutes,
+~1 minute with --quick).
 """
 
 from __future__ import annotations
@@ -466,10 +471,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         metavar="NAME[,NAME]",
-        help=f"run only these workloads ({', '.join(WORKLOADS)}); "
+        help=f"run only these workloads ({', '.join(WORKLOADS)}, server); "
         "chain2000 also runs chain200 so flatness can be computed",
     )
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument(
+        "--server",
+        action="store_true",
+        help="also run bench/server.py: waypoint serve vs langgraph dev over HTTP "
+        "(~5 min, ~1 min with --quick); `--only server` runs just that",
+    )
     parser.add_argument(
         "--reference-as-waypoint",
         action="store_true",
@@ -478,6 +489,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.only:
         wanted = [n.strip() for n in args.only.split(",") if n.strip()]
+        if "server" in wanted:
+            args.server = True
+            wanted = [n for n in wanted if n != "server"]
+            if not wanted:
+                args.selected = []
+                return args
         unknown = [n for n in wanted if n not in WORKLOADS]
         if unknown:
             parser.error(f"unknown workload(s) {unknown}; choose from {list(WORKLOADS)}")
@@ -498,8 +515,19 @@ def load_engine(name: str, loader: Callable[[], Any]) -> Any:
         return Failure(f"import failed: {describe_exception(exc)}")
 
 
+def run_server_bench(args: argparse.Namespace) -> int:
+    """bench/server.py, in this process: it starts and stops both servers itself."""
+    import server
+
+    argv = (["--quick"] if args.quick else []) + (["--markdown"] if args.markdown else [])
+    print(" ".join(["server: bench/server.py", *argv]) + " ...", file=sys.stderr)
+    return server.main(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if not args.selected:
+        return run_server_bench(args)
     settings = QUICK if args.quick else DEFAULT
     engines = {
         REFERENCE: load_engine(REFERENCE, langgraph_namespace),
@@ -525,6 +553,10 @@ def main(argv: list[str] | None = None) -> int:
         print(context)
         print(render_text(rows, notes))
     failed = any(s.failure for sides in results.values() for s in sides.values())
+    if args.server:
+        print()
+        sys.stdout.flush()
+        failed = run_server_bench(args) != 0 or failed
     return 1 if failed else 0
 
 
