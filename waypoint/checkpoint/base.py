@@ -152,6 +152,11 @@ class BaseCheckpointSaver(RecordStore):
         """Remove a thread: every namespace, checkpoint and pending write."""
         raise NotImplementedError
 
+    def delete_threads(self, thread_ids: Sequence[str]) -> None:
+        """Remove several threads at once (one transaction where the store has them)."""
+        for thread_id in thread_ids:
+            self.delete_thread(thread_id)
+
     def prune(self, thread_id: str, keep_last: int = 1) -> int:
         """Keep each namespace's newest `keep_last` checkpoints; return how many were removed.
 

@@ -1128,20 +1128,25 @@ class PostgresSaver(PostgresRewind, PostgresRecords, BaseCheckpointSaver):
         return _Stmt(self._sql("SELECT ns FROM {threads} WHERE thread_id = %(t)s "
                                "ORDER BY ns FOR UPDATE"), args)
 
-    def _delete_plan(self, thread_id: str) -> _Plan:
-        args = {"t": str(thread_id)}
+    def _delete_plan(self, thread_ids: Sequence[str]) -> _Plan:
+        args = {"ts": sorted(str(t) for t in thread_ids)}
         yield _Last([
-            self._lock_thread(args),
-            _Stmt(self._sql("DELETE FROM {threads} WHERE thread_id = %(t)s"), args),
-            _Stmt(self._sql("DELETE FROM {checkpoints} WHERE thread_id = %(t)s"), args),
-            *self._record_deletes("thread_id = %(t)s", args),
+            _Stmt(self._sql("SELECT ns FROM {threads} WHERE thread_id = ANY(%(ts)s) "
+                            "ORDER BY thread_id, ns FOR UPDATE"), args),
+            _Stmt(self._sql("DELETE FROM {threads} WHERE thread_id = ANY(%(ts)s)"), args),
+            _Stmt(self._sql("DELETE FROM {checkpoints} WHERE thread_id = ANY(%(ts)s)"), args),
+            *self._record_deletes("thread_id = ANY(%(ts)s)", args),
         ])
 
     def delete_thread(self, thread_id: str) -> None:
-        self._run(self._delete_plan(thread_id), tx=True)
+        self._run(self._delete_plan([thread_id]), tx=True)
+
+    def delete_threads(self, thread_ids: Sequence[str]) -> None:
+        if thread_ids:
+            self._run(self._delete_plan(thread_ids), tx=True)
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await self._arun(self._delete_plan(thread_id), tx=True)
+        await self._arun(self._delete_plan([thread_id]), tx=True)
 
     def _prune_plan(self, thread_id: str, keep_last: int) -> _Plan:
         if keep_last < 1:

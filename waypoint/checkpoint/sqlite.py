@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import CheckpointConflict
 from .base import (
@@ -26,6 +26,7 @@ from .base import (
 )
 from .crypto import Cipher
 from .records import DEFAULT_SNAPSHOT_EVERY, SNAPSHOT, decode, encode, seal, unseal
+from .sqlite_group import GroupWriter
 from .sqlite_records import RECORD_TABLES, SqliteRecords
 
 
@@ -93,6 +94,8 @@ _MIGRATIONS: tuple[tuple[int, _Migration], ...] = (
     (4, _add_thread_state),
 )
 
+T = TypeVar("T")
+
 _NEXT_SEQ = "(SELECT coalesce(max(seq), 0) + 1 FROM waypoint_threads)"
 
 _CHAIN = """
@@ -119,7 +122,9 @@ class SqliteSaver(SqliteRecords, BaseCheckpointSaver):
             raise ValueError(f"snapshot_every must be >= 1, got {snapshot_every}")
         if synchronous.upper() not in ("FULL", "NORMAL", "OFF", "EXTRA"):
             raise ValueError(f"synchronous must be FULL, NORMAL, EXTRA or OFF, not {synchronous!r}")
+        self._path: str | None = None
         if isinstance(conn, str):
+            self._path = conn if conn != ":memory:" and not conn.startswith("file:") else None
             conn = sqlite3.connect(conn, isolation_level=None, check_same_thread=False,
                                    timeout=30.0)
             self._owns = True
@@ -139,6 +144,12 @@ class SqliteSaver(SqliteRecords, BaseCheckpointSaver):
         # Depth of records this process wrote: saves a read per commit. Only a hint: a
         # record rewritten by prune() elsewhere is at most re-read as a deeper chain.
         self._depths: dict[tuple[str, str, str | None], int] = {}
+        # Commits that arrive together share a transaction (sqlite_group.py).
+        self._group = GroupWriter(self.conn, self._lock)
+        # Reads use a connection per thread (a file in WAL mode: they never wait for the
+        # writer's fsync); an in-memory or given connection is read under the lock.
+        self._readers = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
 
     @classmethod
     @contextmanager
@@ -154,7 +165,35 @@ class SqliteSaver(SqliteRecords, BaseCheckpointSaver):
     def close(self) -> None:
         if self._owns:
             with self._lock:
+                for reader in self._reader_conns:
+                    reader.close()
+                self._reader_conns.clear()
                 self.conn.close()
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """A connection to read committed data from."""
+        self._ensure()
+        if self._path is None:
+            with self._lock:
+                yield self.conn
+            return
+        reader = getattr(self._readers, "conn", None)
+        if reader is None:
+            reader = sqlite3.connect(self._path, isolation_level=None,
+                                     check_same_thread=False, timeout=30.0)
+            reader.execute("PRAGMA query_only = ON")
+            self._readers.conn = reader
+            with self._lock:
+                self._reader_conns.append(reader)
+        yield reader
+
+    def run_write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn(conn)` in a write transaction on this store's connection, grouped with the
+        commits that arrive at the same time (for code that keeps its own tables in the
+        same file, such as the server's)."""
+        self._ensure()
+        return self._group.run(fn)
 
     # -- schema ------------------------------------------------------------------------
 
@@ -205,16 +244,11 @@ class SqliteSaver(SqliteRecords, BaseCheckpointSaver):
 
     # -- writing -----------------------------------------------------------------------
 
-    def put(
-        self,
-        config: dict[str, Any],
-        checkpoint: Checkpoint,
-        metadata: dict[str, Any],
-        *,
-        parent_id: str | None,
-        expected_head: str | None,
-    ) -> dict[str, Any]:
-        thread_id, ns, _ = thread_of(config)
+    def _put_write(self, thread_id: str, ns: str, checkpoint: Checkpoint,
+                   metadata: dict[str, Any], parent_id: str | None,
+                   expected_head: str | None) -> Callable[[sqlite3.Connection], int]:
+        """What `put` writes, as a function of the connection (run by the group writer)."""
+        self._ensure()
         meta = seal(metadata, self.cipher)
         # Encode before the transaction (an unstorable value fails before anything is
         # written). A child of the head may use the cached depth: the head check below
@@ -227,7 +261,9 @@ class SqliteSaver(SqliteRecords, BaseCheckpointSaver):
                 parent_depth = self._depth_of(thread_id, ns, parent_id)
         kind, depth, body = encode(checkpoint, parent_depth, self.snapshot_every, self.cipher)
         now, state = time.time(), state_of_head(checkpoint.next_tasks)
-        with self._write() as conn:
+
+        def write(conn: sqlite3.Connection) -> int:
+            nonlocal kind, depth, body, parent_depth
             if expected_head is None:
                 moved = conn.execute(
                     "INSERT INTO waypoint_threads (thread_id, ns, head, touched_at, seq, state) "
@@ -260,13 +296,27 @@ class SqliteSaver(SqliteRecords, BaseCheckpointSaver):
                 (thread_id, ns, checkpoint.id, parent_id if parent_depth is not None else None,
                  checkpoint.step, checkpoint.ts, kind, depth, body, meta),
             )
-        self._remember_depth(thread_id, ns, checkpoint.id, depth)
+            return depth
+
+        return write
+
+    def put(
+        self,
+        config: dict[str, Any],
+        checkpoint: Checkpoint,
+        metadata: dict[str, Any],
+        *,
+        parent_id: str | None,
+        expected_head: str | None,
+    ) -> dict[str, Any]:
+        thread_id, ns, _ = thread_of(config)
+        write = self._put_write(thread_id, ns, checkpoint, metadata, parent_id, expected_head)
+        self._remember_depth(thread_id, ns, checkpoint.id, self._group.run(write))
         return make_config(thread_id, ns, checkpoint.id)
 
     def _depth_of(self, thread_id: str, ns: str, checkpoint_id: str) -> int | None:
-        self._ensure()
-        with self._lock:
-            found = self.conn.execute(
+        with self._reading() as conn:
+            found = conn.execute(
                 "SELECT depth FROM waypoint_checkpoints WHERE thread_id = ? AND ns = ? AND id = ?",
                 (thread_id, ns, checkpoint_id),
             ).fetchone()
@@ -280,10 +330,19 @@ class SqliteSaver(SqliteRecords, BaseCheckpointSaver):
                 del depths[key]
 
     def put_writes(self, config: dict[str, Any], writes: Sequence[PendingWrite]) -> None:
+        self._group.run(self._writes_write(config, writes))
+
+    async def aput_writes(self, config: dict[str, Any], writes: Sequence[PendingWrite]) -> None:
+        await self._group.arun(self._writes_write(config, writes))
+
+    def _writes_write(self, config: dict[str, Any], writes: Sequence[PendingWrite]
+                      ) -> Callable[[sqlite3.Connection], None]:
+        self._ensure()
         thread_id, ns, checkpoint_id = thread_of(config)
         writes = list(writes)
         blob = seal(writes, self.cipher)
-        with self._write() as conn:
+
+        def write(conn: sqlite3.Connection) -> None:
             changed = conn.execute(
                 "UPDATE waypoint_checkpoints SET writes = ? WHERE thread_id = ? AND ns = ? "
                 "AND id = ?", (blob, thread_id, ns, checkpoint_id),
@@ -297,13 +356,21 @@ class SqliteSaver(SqliteRecords, BaseCheckpointSaver):
                 (time.time(), checkpoint_id, IDLE, state_of_writes(writes), thread_id, ns),
             )
 
+        return write
+
     # -- retention ---------------------------------------------------------------------
 
     def delete_thread(self, thread_id: str) -> None:
+        self.delete_threads([thread_id])
+
+    def delete_threads(self, thread_ids: Sequence[str]) -> None:
+        ids = [(str(t),) for t in thread_ids]
+        if not ids:
+            return
         with self._write() as conn:
-            conn.execute("DELETE FROM waypoint_checkpoints WHERE thread_id = ?", (str(thread_id),))
-            conn.execute("DELETE FROM waypoint_threads WHERE thread_id = ?", (str(thread_id),))
-            self._delete_records(conn, [str(thread_id)])
+            conn.executemany("DELETE FROM waypoint_checkpoints WHERE thread_id = ?", ids)
+            conn.executemany("DELETE FROM waypoint_threads WHERE thread_id = ?", ids)
+            self._delete_records(conn, [t for (t,) in ids])
 
     def prune(self, thread_id: str, keep_last: int = 1) -> int:
         if keep_last < 1:
@@ -407,9 +474,8 @@ class SqliteSaver(SqliteRecords, BaseCheckpointSaver):
     # -- reading -----------------------------------------------------------------------
 
     def head_id(self, thread_id: str, ns: str = "") -> str | None:
-        self._ensure()
-        with self._lock:
-            row = self.conn.execute(
+        with self._reading() as conn:
+            row = conn.execute(
                 "SELECT head FROM waypoint_threads WHERE thread_id = ? AND ns = ?",
                 (str(thread_id), ns),
             ).fetchone()
@@ -430,17 +496,16 @@ class SqliteSaver(SqliteRecords, BaseCheckpointSaver):
 
     def get_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
         thread_id, ns, checkpoint_id = thread_of(config)
-        self._ensure()
-        with self._lock:
+        with self._reading() as conn:
             if checkpoint_id is None:
-                row = self.conn.execute(
+                row = conn.execute(
                     "SELECT head FROM waypoint_threads WHERE thread_id = ? AND ns = ?",
                     (thread_id, ns),
                 ).fetchone()
                 if row is None or row[0] is None:
                     return None
                 checkpoint_id = row[0]
-            return self._read(self.conn, thread_id, ns, checkpoint_id)
+            return self._read(conn, thread_id, ns, checkpoint_id)
 
     def list(
         self,
@@ -472,22 +537,34 @@ class SqliteSaver(SqliteRecords, BaseCheckpointSaver):
             params.append(before_id)
         query += order
         selected: list[CheckpointTuple] = []
-        with self._lock:
-            for thread_id, ns, cid, metadata in self.conn.execute(query, params).fetchall():
-                if filter:
-                    meta = unseal(metadata, self.cipher)
-                    if any(meta.get(k) != v for k, v in filter.items()):
-                        continue
-                item = self._read(self.conn, thread_id, ns, cid)
-                if item is not None:
-                    selected.append(item)
-                if limit is not None and len(selected) >= limit:
-                    break
+        with self._reading() as conn:
+            snapshot = not conn.in_transaction  # one read transaction: a consistent view
+            if snapshot:
+                conn.execute("BEGIN")
+            try:
+                for thread_id, ns, cid, metadata in conn.execute(query, params).fetchall():
+                    if filter:
+                        meta = unseal(metadata, self.cipher)
+                        if any(meta.get(k) != v for k, v in filter.items()):
+                            continue
+                    item = self._read(conn, thread_id, ns, cid)
+                    if item is not None:
+                        selected.append(item)
+                    if limit is not None and len(selected) >= limit:
+                        break
+            finally:
+                if snapshot:
+                    conn.execute("COMMIT")
         yield from selected
 
-    # -- async: the same calls in a worker thread (sqlite3 has no async driver) ---------
+    # -- async: writes join the group writer's batches without a thread hand-off; reads of
+    # a file run on the event loop's own connection (WAL: they never wait for a writer, and
+    # a read is far cheaper than handing it to a thread); an in-memory database's calls run
+    # in a worker thread (sqlite3 has no async driver) ---------------------------------
 
     async def aget_tuple(self, config: dict[str, Any]) -> CheckpointTuple | None:
+        if self._path is not None:  # a file: read on the loop's own connection, no hand-off
+            return self.get_tuple(config)
         return await asyncio.to_thread(self.get_tuple, config)
 
     async def alist(
@@ -507,11 +584,18 @@ class SqliteSaver(SqliteRecords, BaseCheckpointSaver):
     async def aput(self, config: dict[str, Any], checkpoint: Checkpoint,
                    metadata: dict[str, Any], *, parent_id: str | None,
                    expected_head: str | None) -> dict[str, Any]:
-        return await asyncio.to_thread(self.put, config, checkpoint, metadata,
-                                       parent_id=parent_id, expected_head=expected_head)
+        thread_id, ns, _ = thread_of(config)
+        write = self._put_write(thread_id, ns, checkpoint, metadata, parent_id, expected_head)
+        self._remember_depth(thread_id, ns, checkpoint.id, await self._group.arun(write))
+        return make_config(thread_id, ns, checkpoint.id)
 
-    async def aput_writes(self, config: dict[str, Any], writes: Sequence[PendingWrite]) -> None:
-        await asyncio.to_thread(self.put_writes, config, writes)
+    async def arun_write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`run_write` for a coroutine (no thread hand-off; see sqlite_group.py)."""
+        self._ensure()
+        return await self._group.arun(fn)
+
 
     async def ahead_id(self, thread_id: str, ns: str = "") -> str | None:
+        if self._path is not None:
+            return self.head_id(thread_id, ns)
         return await asyncio.to_thread(self.head_id, thread_id, ns)

@@ -136,10 +136,12 @@ class SqliteRecords(RecordStore):
     def _write(self) -> AbstractContextManager[sqlite3.Connection]:  # provided by SqliteSaver
         raise NotImplementedError
 
+    def _reading(self) -> AbstractContextManager[sqlite3.Connection]:  # from SqliteSaver
+        raise NotImplementedError
+
     def _query(self, query: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
-        self._ensure()
-        with self._lock:
-            return self.conn.execute(query, tuple(params)).fetchall()
+        with self._reading() as conn:
+            return conn.execute(query, tuple(params)).fetchall()
 
     def _delete_records(self, conn: sqlite3.Connection, thread_ids: Iterable[str]) -> None:
         """Inside a delete_thread/sweep transaction: drop these threads' records too."""
