@@ -131,7 +131,7 @@ async def _attempt_async(loop: RunLoop, task: Task, node: NodeSpec, runtime: Tas
     # A sync node: its body runs in a worker thread, with this task's context.
     ctx = contextvars.copy_context()
     return await acall_limited(limits, runtime, lambda: asyncio.get_running_loop()
-                               .run_in_executor(loop.executor(),
+                               .run_in_executor(loop.async_executor(),
                                                 partial(ctx.run, node.fn, *args, **kwargs)))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -774,6 +775,13 @@ class RunLoop:
                                                 thread_name_prefix="waypoint-task")
         return self._executor
 
+    def async_executor(self) -> ThreadPoolExecutor:
+        """Where an async run's sync nodes run: a pool shared by every run (no thread to
+        start per run), unless the run sets its own `max_concurrency`."""
+        if self.config.get("max_concurrency"):
+            return self.executor()
+        return shared_executor()
+
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False)
@@ -796,6 +804,19 @@ class RunLoop:
         keys = self.spec.output_keys
         values = self.values
         return {k: values[k] for k in keys if k in values} if keys else dict(values)
+
+
+_SHARED: ThreadPoolExecutor | None = None
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_executor() -> ThreadPoolExecutor:
+    global _SHARED
+    if _SHARED is None:
+        with _SHARED_LOCK:
+            if _SHARED is None:
+                _SHARED = ThreadPoolExecutor(max_workers=64, thread_name_prefix="waypoint-task")
+    return _SHARED
 
 
 class _OwnAnswer:
