@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine.timers import fired_marker
 from .tables import events as event_table
+from .tables import runs as run_table
 from .tables import threads as thread_table
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ def start_background(service: Service) -> None:
     loops: list[tuple[str, Callable[[], Awaitable[Any]], float]] = [
         ("events", lambda: write_events(service), 0.05),
         ("sweep", lambda: sweep(service), settings.sweep_interval_minutes * 60),
+        ("reap", lambda: reap_temporary(service), 0.5),
     ]
     if service.pool is not None:
         from .crons import fire_due_crons
@@ -64,6 +66,18 @@ async def write_events(service: Service) -> None:
     except Exception:
         service.broker.put_back(events)
         raise
+
+
+async def reap_temporary(service: Service) -> None:
+    """Delete the threads of finished stateless runs (`on_completion="delete"`), many at
+    a time: a stateless run's answer was already given from memory."""
+    while True:
+        doomed = await service.db.aread(run_table.finished_temporary)
+        if not doomed:
+            return
+        await service.delete_thread_data(*doomed)
+        if len(doomed) < 200:
+            return
 
 
 async def sweep(service: Service) -> None:

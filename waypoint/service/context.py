@@ -50,6 +50,25 @@ class Service:
     started_at: float = field(default_factory=time.time)
     background: list[asyncio.Task[None]] = field(default_factory=list)
     closing: asyncio.Event = field(default_factory=asyncio.Event)  # set when draining
+    # Assistants by id, as read last; dropped when one changes (patch, delete, latest).
+    assistants: dict[str, Any] = field(default_factory=dict)
+
+    async def assistant(self, assistant_id: str, who: Any | None) -> Any:
+        """An assistant by id (None if there is none, or `who` may not see it); `who` None
+        sees every tenant's."""
+        found = self.assistants.get(assistant_id)
+        if found is None:
+            found = await self.db.aread(lambda tx: assistant_table.get(tx, assistant_id, None))
+            if found is None:
+                return None
+            self.assistants[assistant_id] = found
+        if who is not None and found.tenant is not None and found.tenant != who.tenant \
+                and not who.is_admin:
+            return None
+        return found
+
+    def forget_assistant(self, assistant_id: str) -> None:
+        self.assistants.pop(assistant_id, None)
 
     def notify_queue(self) -> None:
         if self.pool is not None:
@@ -88,14 +107,15 @@ class Service:
         await self.db.arun(lambda tx: run_table.delete(tx, run.run_id))
         await self.refresh_thread(run.thread_id, run.graph_id)
 
-    async def delete_thread_data(self, thread_id: str) -> None:
-        """A thread and everything of it: runs, events, checkpoints and records."""
+    async def delete_thread_data(self, *thread_ids: str) -> None:
+        """Threads and everything of them: runs, events, checkpoints and records."""
         def drop(tx: Any) -> None:
-            run_table.delete_for_thread(tx, thread_id)
-            thread_table.delete(tx, thread_id)
+            for thread_id in thread_ids:
+                run_table.delete_for_thread(tx, thread_id)
+                thread_table.delete(tx, thread_id)
 
         await self.db.arun(drop)
-        await asyncio.to_thread(self.saver.delete_thread, thread_id)
+        await asyncio.to_thread(self.saver.delete_threads, list(thread_ids))
 
 
 def rewind_thread(saver: BaseCheckpointSaver, run: Run) -> None:
@@ -182,7 +202,7 @@ async def open_service(settings: Settings, *, start_workers: bool = True
             lock.acquire()
             stack.callback(lock.release)
             saver = stack.enter_context(SqliteSaver.from_conn_string(str(path)))
-            db = SqliteDatabase(saver.conn, saver._lock)
+            db = SqliteDatabase(saver.run_write, str(path), saver.arun_write)
             store = stack.enter_context(_open_store(settings))
         stack.callback(db.close)
         await asyncio.to_thread(migrate, db)

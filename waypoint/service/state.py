@@ -112,7 +112,7 @@ def interrupts_by_task(snapshot: StateSnapshot) -> dict[str, Any]:
 
 async def thread_summary(service: Service, thread_id: str, graph: Any) -> dict[str, Any]:
     """Status ("idle" or "interrupted"), latest values and interrupts, from the head."""
-    snapshot = await asyncio.to_thread(read_state, service, graph, thread_id)
+    snapshot = read_state(service, graph, thread_id)  # the head only: a short read
     interrupts = interrupts_by_task(snapshot)
     finished = {t.id for t in snapshot.tasks if t.result is not None}
     waiting = bool(interrupts) or any(t.id not in finished and t.error is None

@@ -104,6 +104,7 @@ async def patch(assistant_id: str, body: AssistantPatch,
     if body.graph_id is not None and body.graph_id not in service.graphs:
         raise Unprocessable(f"graph {body.graph_id!r} is not loaded by this server")
     changes = body.model_dump(exclude_unset=True)
+    service.forget_assistant(current.assistant_id)
     return (await service.db.arun(lambda tx: table.patch(tx, current, changes))).to_api()
 
 
@@ -112,6 +113,7 @@ async def delete(assistant_id: str, service: Service = Depends(get_service),
                  who: Identity = Depends(current_identity)) -> None:
     current = await find(service, assistant_id, who)
     _changeable(current, who)
+    service.forget_assistant(current.assistant_id)
     await service.db.arun(lambda tx: table.delete(tx, current.assistant_id))
 
 
@@ -167,6 +169,7 @@ async def latest(assistant_id: str, body: AssistantLatest,
                  who: Identity = Depends(current_identity)) -> dict[str, Any]:
     current = await find(service, assistant_id, who)
     _changeable(current, who)
+    service.forget_assistant(current.assistant_id)
     changed = await service.db.arun(lambda tx: table.set_latest(tx, current, body.version))
     if changed is None:
         raise NotFound(f"assistant {assistant_id!r} has no version {body.version}")

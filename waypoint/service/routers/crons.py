@@ -37,8 +37,7 @@ async def _create(service: Service, who: Identity, body: CronCreate, thread_id: 
                   ) -> dict[str, Any]:
     check_schedule(body.schedule)
     zone(body.timezone)
-    assistant = await service.db.arun(
-        lambda tx: resolve_assistant(service, tx, body.assistant_id, who))
+    assistant = await resolve_assistant(service, body.assistant_id, who)
     if thread_id is not None:
         await find_thread(service, thread_id, who)
     end_time = _end_time(body.end_time)

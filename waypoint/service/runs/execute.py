@@ -18,7 +18,6 @@ from ...errors import RunTimeoutError
 from ...types import Budget, Command, Send
 from ..encoding import dumps, error_json, to_jsonable
 from ..state import thread_summary
-from ..tables import assistants as assistant_table
 from ..tables.runs import Run
 from .broker import LiveRun, Outcome
 from .shaping import EventShaper, engine_modes
@@ -77,8 +76,7 @@ def run_config(run: Run, assistant_config: dict[str, Any], assistant_context: di
 
 
 async def prepare(service: Service, run: Run) -> Prepared:
-    assistant = await service.db.arun(lambda tx: assistant_table.get(tx, run.assistant_id,
-                                                                     None))
+    assistant = await service.assistant(run.assistant_id, None)
     a_config = assistant.config if assistant is not None else {}
     a_context = assistant.context if assistant is not None else {}
     continuing = False

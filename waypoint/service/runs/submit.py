@@ -16,7 +16,6 @@ from ...types import Budget
 from ..auth import Identity
 from ..errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from ..schemas.runs import RunCreateBase
-from ..tables import assistants as assistant_table
 from ..tables import runs as run_table
 from ..tables import threads as thread_table
 from ..tables.assistants import Assistant
@@ -32,13 +31,10 @@ _KWARGS = ("input", "command", "config", "context", "stream_mode", "stream_subgr
            "feedback_keys")
 
 
-def resolve_assistant(service: Service, tx: Any, assistant_id: str, who: Identity
-                      ) -> Assistant:
+async def resolve_assistant(service: Service, assistant_id: str, who: Identity) -> Assistant:
     """An assistant id, or a graph name standing for the graph's own assistant."""
-    if assistant_id in service.graphs:
-        found = assistant_table.get(tx, graph_assistant_id(assistant_id), None)
-    else:
-        found = assistant_table.get(tx, assistant_id, who.scope)
+    key = graph_assistant_id(assistant_id) if assistant_id in service.graphs else assistant_id
+    found = await service.assistant(key, who)
     if found is None:
         graphs = ", ".join(service.graphs.ids()) or "none"
         raise NotFound(f"assistant {assistant_id!r} not found (an assistant id, or one of the "
@@ -111,35 +107,27 @@ async def _check_thread_state(service: Service, thread_id: str, graph_id: str, b
 async def create_run(service: Service, who: Identity, body: RunCreateBase,
                      thread_id: str | None, *, stateless: bool = False) -> Run:
     """Check and queue a run; returns the committed row (status "pending")."""
-    def find(tx: Any) -> tuple[Assistant, Any, list[Run]]:
-        assistant = resolve_assistant(service, tx, body.assistant_id, who)
-        thread = None
-        active: list[Run] = []
-        if thread_id is not None:
-            thread = thread_table.get(tx, thread_id, who.scope)
-            if thread is not None:
-                active = run_table.active_on_thread(tx, thread_id)
-        return assistant, thread, active
-
-    assistant, thread, active = await service.db.arun(find)
+    assistant = await resolve_assistant(service, body.assistant_id, who)
     _check_against_graph(service, assistant.graph_id, body)
     _check_budget(body.config)
     strategy = getattr(body, "multitask_strategy", None) or "enqueue"
     temporary = stateless and getattr(body, "on_completion", "keep") == "delete"
-    if thread_id is None:
+    creating = thread_id is None
+    if creating:
         thread_id = new_id()
-    elif thread is None:
-        if getattr(body, "if_not_exists", "reject") != "create":
-            raise NotFound(f"thread {thread_id!r} not found (pass if_not_exists=\"create\" to "
-                           f"create it)")
     else:
-        await _check_thread_state(service, thread_id, assistant.graph_id, body,
-                                  idle=not active)
-    if active and strategy == "reject":
-        raise Conflict(f"thread {thread_id!r} is already running a task (run "
-                       f"{active[0].run_id}); wait for it to finish or choose a different "
-                       f"multitask_strategy")
-    kwargs = {k: _plain(getattr(body, k, None)) for k in _KWARGS}
+        tid = thread_id
+        thread, active = await service.db.aread(lambda tx: (
+            thread_table.get(tx, tid, who.scope), run_table.active_on_thread(tx, tid)))
+        if thread is None:
+            if getattr(body, "if_not_exists", "reject") != "create":
+                raise NotFound(f"thread {thread_id!r} not found (pass if_not_exists=\"create\" "
+                               f"to create it)")
+            creating = True
+        else:
+            await _check_thread_state(service, thread_id, assistant.graph_id, body,
+                                      idle=not active)
+    kwargs = {k: v for k in _KWARGS if (v := _plain(getattr(body, k, None))) is not None}
     at = time.time()
     run = Run(run_id=new_id(), thread_id=thread_id, tenant=who.tenant,
               assistant_id=assistant.assistant_id, graph_id=assistant.graph_id,
@@ -147,25 +135,33 @@ async def create_run(service: Service, who: Identity, body: RunCreateBase,
               not_before=at + (body.after_seconds or 0), metadata=body.metadata or {},
               kwargs=kwargs, multitask_strategy=strategy, temporary=temporary)
     limit = service.settings.tenant_max_active_runs
-    stop = list(active) if strategy in ("interrupt", "rollback") else []
     stamp = {"graph_id": assistant.graph_id, "assistant_id": assistant.assistant_id}
 
-    def queue(tx: Any) -> None:
+    def queue(tx: Any) -> list[Run]:
+        """In one transaction, so two runs sent at once see each other."""
         if limit is not None and run_table.running_count(tx, who.tenant) >= limit:
             raise TooManyRequests(f"tenant has {limit} runs pending or running (the limit); "
                                   f"try again later", headers={"Retry-After": "5"})
-        if thread_table.get(tx, thread_id, None) is None:
+        active: list[Run] = []
+        if creating:
             if thread_table.owner(tx, thread_id) is not None:
                 raise Conflict(f"thread id {thread_id!r} is taken")
-            thread_table.insert(tx, thread_id=thread_id, tenant=who.tenant, metadata=stamp)
+            thread_table.insert(tx, thread_id=thread_id, tenant=who.tenant, metadata=stamp,
+                                status="busy")
         else:
-            thread_table.merge_metadata(tx, thread_id, stamp)
+            active = run_table.active_on_thread(tx, thread_id)
+            if active and strategy == "reject":
+                raise Conflict(f"thread {thread_id!r} is already running a task (run "
+                               f"{active[0].run_id}); wait for it to finish or choose a "
+                               f"different multitask_strategy")
+            thread_table.merge_metadata(tx, thread_id, stamp, status="busy")
+        stop = active if strategy in ("interrupt", "rollback") else []
         for other in stop:
             run_table.request_cancel(tx, other.run_id, strategy)
         run_table.insert(tx, run)
-        thread_table.set_status(tx, thread_id, "busy")
+        return stop
 
-    await service.db.arun(queue)
+    stop = await service.db.arun(queue)
     for other in stop:
         await service.stop_run(other, strategy)
     service.notify_queue()

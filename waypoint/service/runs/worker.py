@@ -98,8 +98,7 @@ class WorkerPool:
         while self._accepting:
             await self._slots.acquire()
             try:
-                run = await self.service.db.arun(
-                    lambda tx: run_table.claim(tx, self.worker_id, settings.lease_seconds))
+                run, due = await self.service.db.arun(self._claim)
             except Exception:
                 self._slots.release()
                 log.exception("claiming a run failed; trying again")
@@ -107,7 +106,7 @@ class WorkerPool:
                 continue
             if run is None:
                 self._slots.release()
-                await self._idle(settings.poll_interval)
+                await self._idle(settings.poll_interval, due)
                 continue
             task = asyncio.create_task(self._execute(run), name=f"waypoint-run-{run.run_id}")
             self.active[run.run_id] = task
@@ -120,8 +119,12 @@ class WorkerPool:
         self._slots.release()
         self.notify()  # the thread may have a queued run; a slot is free
 
-    async def _idle(self, poll: float) -> None:
-        due = await self.service.db.arun(run_table.next_due)
+    def _claim(self, tx: Any) -> tuple[Run | None, float | None]:
+        """A run to start, or when the next one falls due (in one transaction)."""
+        run = run_table.claim(tx, self.worker_id, self.service.settings.lease_seconds)
+        return run, None if run is not None else run_table.next_due(tx)
+
+    async def _idle(self, poll: float, due: float | None) -> None:
         wait = poll if due is None else max(0.0, min(poll, due - time.time()))
         try:
             await asyncio.wait_for(self._wakeup.wait(), wait)
@@ -217,9 +220,7 @@ class WorkerPool:
                                       interrupts=summary["interrupts"], error=summary["error"])
 
         await service.db.arun(record)
-        service.broker.close(live, outcome)
-        if run.temporary:
-            await service.delete_thread_data(run.thread_id)
+        service.broker.close(live, outcome)  # a temporary thread goes with the next reaping
         webhook = run.kwargs.get("webhook")
         if webhook:
             service.webhooks.send(webhook, _webhook_body(run, outcome))

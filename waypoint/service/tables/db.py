@@ -5,9 +5,9 @@ parameter and `?j` for a JSON parameter (SQLite keeps JSON as text, PostgreSQL a
 A `Database` runs a function inside one transaction on a worker thread, so route handlers
 never block the event loop and every operation is atomic.
 
-On SQLite the service shares the checkpointer's connection and lock: one writer anyway,
-and a Python lock hands the connection over at once where two connections would wait on
-SQLite's sleeping busy handler.
+On SQLite the service writes through the checkpointer's connection (one writer anyway; a
+Python lock hands it over at once where two connections would wait on SQLite's sleeping
+busy handler) and its group commit.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class Tx(Protocol):
     dialect: str
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
     def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None: ...
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
@@ -65,6 +66,10 @@ class Database:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self.run, fn)
 
+    async def aread(self, fn: Callable[[Tx], T]) -> T:
+        """A read-only query function (no transaction held against writers)."""
+        return await self.arun(fn)
+
     def close(self) -> None:
         self._pool.shutdown(wait=True)
 
@@ -80,6 +85,9 @@ class _SqliteTx:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         return self._conn.execute(_sqlite_sql(sql), params).rowcount
+
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._conn.executemany(_sqlite_sql(sql), rows)
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         return self._conn.execute(_sqlite_sql(sql), params).fetchone()
@@ -99,25 +107,37 @@ def _sqlite_sql(sql: str) -> str:
 
 
 class SqliteDatabase(Database):
-    """The service's tables in the checkpointer's SQLite file, on its connection."""
+    """The service's tables in the checkpointer's SQLite file. Writes go through the
+    checkpointer's group writer (one connection, one writer: a service write and a run's
+    step that arrive together share a transaction and an fsync); reads use a connection of
+    their own on the event loop's thread (in WAL mode they never wait for the writer)."""
 
     dialect = "sqlite"
 
-    def __init__(self, conn: sqlite3.Connection, lock: threading.RLock | None = None) -> None:
+    def __init__(self, write: Callable[[Callable[[sqlite3.Connection], Any]], Any],
+                 path: str, awrite: Any = None) -> None:
         super().__init__(threads=4)
-        self.conn = conn
-        self.lock = lock or threading.RLock()
+        self._write = write
+        self._awrite = awrite
+        self.reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.reader.execute("PRAGMA query_only = ON")
+        self._read_lock = threading.Lock()
 
     def run(self, fn: Callable[[Tx], T]) -> T:
-        with self.lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(_SqliteTx(self.conn))
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            self.conn.execute("COMMIT")
-            return result
+        return self._write(lambda conn: fn(_SqliteTx(conn)))
+
+    async def arun(self, fn: Callable[[Tx], T]) -> T:
+        if self._awrite is None:
+            return await super().arun(fn)
+        return await self._awrite(lambda conn: fn(_SqliteTx(conn)))
+
+    async def aread(self, fn: Callable[[Tx], T]) -> T:
+        with self._read_lock:
+            return fn(_SqliteTx(self.reader))
+
+    def close(self) -> None:
+        super().close()
+        self.reader.close()
 
 
 # -- PostgreSQL -----------------------------------------------------------------------
@@ -144,6 +164,10 @@ class _PostgresTx:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         cur = self._conn.execute(_pg_sql(sql), params)
         return cur.rowcount
+
+    def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._conn.cursor() as cur:
+            cur.executemany(_pg_sql(sql), rows)
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         return self._conn.execute(_pg_sql(sql), params).fetchone()

@@ -30,10 +30,10 @@ def format_id(attempt: int, seq: int) -> str:
 
 
 def append(tx: Tx, events: Sequence[Event], at: float) -> None:
-    for run_id, attempt, seq, event, data in events:
-        tx.execute("INSERT INTO waypoint_run_events (run_id, attempt, seq, event, data, "
-                   "created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                   (run_id, attempt, seq, event, data, at))
+    if events:
+        tx.execute_many("INSERT INTO waypoint_run_events (run_id, attempt, seq, event, data, "
+                        "created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                        [(*event, at) for event in events])
 
 
 def read(tx: Tx, run_id: str, after: tuple[int, int] | None) -> list[tuple[int, int, str,

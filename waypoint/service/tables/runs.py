@@ -118,6 +118,13 @@ def delete_for_thread(tx: Tx, thread_id: str) -> None:
     tx.execute("DELETE FROM waypoint_runs WHERE thread_id = ?", [thread_id])
 
 
+def finished_temporary(tx: Tx, limit: int = 200) -> list[str]:
+    """Threads of stateless runs that ended and asked for their thread to go."""
+    rows = tx.all("SELECT thread_id FROM waypoint_runs WHERE temporary = ? AND status IN "
+                  "('success', 'error', 'timeout', 'interrupted') LIMIT ?", [True, limit])
+    return [r[0] for r in rows]
+
+
 _CLAIMABLE = (
     "r.status = 'pending' AND r.not_before <= ? AND r.cancel_action IS NULL "
     "AND NOT EXISTS (SELECT 1 FROM waypoint_runs o WHERE o.thread_id = r.thread_id "

@@ -116,6 +116,10 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         CREATE INDEX waypoint_crons_due ON waypoint_crons (enabled, next_run_date);
     """),
+    # Finished stateless runs whose temporary thread is to be deleted, found by the reaper.
+    (2, """
+        CREATE INDEX waypoint_runs_temporary ON waypoint_runs (temporary, status);
+    """),
 )
 
 

@@ -69,14 +69,14 @@ def owner(tx: Tx, thread_id: str) -> str | None:
 
 def insert(tx: Tx, *, thread_id: str, tenant: str, metadata: dict[str, Any],
            config: dict[str, Any] | None = None, ttl_minutes: float | None = None,
-           ttl_strategy: str | None = None) -> Thread:
+           ttl_strategy: str | None = None, status: str = "idle") -> Thread:
     at = now()
     config = config or {}
     tx.execute(f"INSERT INTO waypoint_service_threads ({_COLUMNS}) VALUES "
-               "(?, ?, ?, ?, ?, ?j, ?j, 'idle', NULL, ?j, NULL, ?, ?)",
-               (thread_id, tenant, at, at, at, to_json(metadata), to_json(config),
+               "(?, ?, ?, ?, ?, ?j, ?j, ?, NULL, ?j, NULL, ?, ?)",
+               (thread_id, tenant, at, at, at, to_json(metadata), to_json(config), status,
                 to_json({}), ttl_minutes, ttl_strategy))
-    return Thread(thread_id, tenant, at, at, at, metadata, config, "idle", None, {}, None,
+    return Thread(thread_id, tenant, at, at, at, metadata, config, status, None, {}, None,
                   ttl_minutes, ttl_strategy)
 
 
@@ -94,14 +94,15 @@ def patch(tx: Tx, thread: Thread, *, metadata: dict[str, Any] | None = None,
     return thread
 
 
-def merge_metadata(tx: Tx, thread_id: str, metadata: dict[str, Any]) -> None:
-    row = tx.one("SELECT metadata FROM waypoint_service_threads WHERE thread_id = ?",
+def merge_metadata(tx: Tx, thread_id: str, metadata: dict[str, Any],
+                   status: str | None = None) -> None:
+    row = tx.one("SELECT metadata, status FROM waypoint_service_threads WHERE thread_id = ?",
                  [thread_id])
     if row is None:
         return
     merged = {**(from_json(row[0]) or {}), **metadata}
-    tx.execute("UPDATE waypoint_service_threads SET metadata = ?j, updated_at = ? "
-               "WHERE thread_id = ?", (to_json(merged), now(), thread_id))
+    tx.execute("UPDATE waypoint_service_threads SET metadata = ?j, status = ?, updated_at = ? "
+               "WHERE thread_id = ?", (to_json(merged), status or row[1], now(), thread_id))
 
 
 def set_status(tx: Tx, thread_id: str, status: str) -> None:
