@@ -206,3 +206,27 @@ _napper.add_node("nap", _nap)
 _napper.add_edge(START, "nap")
 _napper.add_edge("nap", END)
 napper = _napper.compile()
+
+
+def _greet(state: State) -> dict[str, Any]:
+    from waypoint import get_runtime
+
+    context = get_runtime().context or {}
+    return {"items": [f"hello {context.get('user', 'nobody')}"]}
+
+
+_greeter = StateGraph(State)
+_greeter.add_node("greet", _greet)
+_greeter.add_edge(START, "greet")
+_greeter.add_edge("greet", END)
+greeter = _greeter  # a StateGraph builder: the server compiles it
+
+
+def per_user(config: dict[str, Any]) -> Any:
+    """A factory the server calls for every run with its config."""
+    suffix = (config.get("configurable") or {}).get("suffix", "none")
+    builder = StateGraph(State)
+    builder.add_node("mark", lambda state: {"items": [f"built for {suffix}"]})
+    builder.add_edge(START, "mark")
+    builder.add_edge("mark", END)
+    return builder.compile()

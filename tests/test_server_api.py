@@ -568,3 +568,86 @@ def test_durable_timers_fire_from_the_server(server):
     assert thread["values"]["items"] == ["woke"]
     runs = http.get(f"/threads/{tid}/runs").json()
     assert len(runs) == 2 and runs[0]["metadata"]["timer_kind"] == "sleep"
+
+
+def test_graph_targets_builder_and_per_run_factory_and_context(server):
+    http = server.http()
+    greeted = http.post("/runs/wait", json={"assistant_id": "greeter", "input": {"items": []},
+                                            "context": {"user": "ada"}}).json()
+    assert greeted["items"] == ["hello ada"]
+    made = http.post("/runs/wait", json={"assistant_id": "per_user", "input": {"items": []},
+                                         "config": {"configurable": {"suffix": "bo"}}}).json()
+    assert made["items"] == ["built for bo"]
+
+
+def test_batch_after_seconds_and_if_not_exists(server):
+    http = server.http()
+    tid = "made-on-demand-" + server.url.rsplit(":", 1)[1]
+    missing = http.post(f"/threads/{tid}/runs", json={"assistant_id": "three", "input": {}})
+    assert missing.status_code == 404
+    made = http.post(f"/threads/{tid}/runs/wait", json={
+        "assistant_id": "three", "input": {"items": []}, "if_not_exists": "create"})
+    assert made.status_code == 200 and made.json()["count"] == 1
+    assert http.get(f"/threads/{tid}").json()["metadata"]["graph_id"] == "three"
+
+    runs = http.post("/runs/batch", json=[
+        {"assistant_id": "three", "input": {"items": ["one"]}},
+        {"assistant_id": "three", "input": {"items": ["two"]}, "thread_id": tid}]).json()
+    assert len(runs) == 2 and runs[1]["thread_id"] == tid
+    joined = http.get(f"/threads/{tid}/runs/{runs[1]['run_id']}/join").json()
+    assert joined["items"][-4:] == ["two", "a", "b", "c"]
+
+    later = http.post(f"/threads/{tid}/runs", json={
+        "assistant_id": "three", "input": {"items": ["later"]}, "after_seconds": 0.5}).json()
+    assert http.get(f"/threads/{tid}/runs/{later['run_id']}").json()["status"] == "pending"
+    done = http.get(f"/threads/{tid}/runs/{later['run_id']}/join").json()
+    assert done["items"][-4:] == ["later", "a", "b", "c"]
+
+
+async def test_on_disconnect_cancel_stops_the_run(server):
+    client = server.client()
+    thread = await client.threads.create()
+    tid = thread["thread_id"]
+    seen = []
+    stream = client.runs.stream(tid, "slow", input={"items": [], "delay": 0.5},
+                                on_disconnect="cancel")
+    async for part in stream:
+        seen.append(part)
+        break
+    await stream.aclose()  # the client goes away after the first event
+    run_id = seen[0].data["run_id"]
+    for _ in range(200):
+        status = (await client.runs.get(tid, run_id))["status"]
+        if status != "running" and status != "pending":
+            break
+        await asyncio.sleep(0.05)
+    assert status == "interrupted"
+
+
+def test_cors_preflight_from_a_local_ui(server):
+    http = server.http()
+    allowed = http.options("/threads/search", headers={
+        "Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type,x-api-key"})
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "http://localhost:3000"
+    other = http.options("/threads/search", headers={
+        "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    assert "access-control-allow-origin" not in other.headers
+
+
+async def test_stateless_cron_runs_on_new_threads(server):
+    client = server.client()
+    cron = await client.crons.create("three", schedule="* * * * * *",
+                                     input={"items": ["tick"]}, on_run_completed="keep",
+                                     metadata={"kind": "stateless-test"})
+    try:
+        for _ in range(200):
+            found = await client.threads.search(metadata={"graph_id": "three"}, limit=1000,
+                                                values={"items": ["tick", "a", "b", "c"]})
+            if found:
+                break
+            await asyncio.sleep(0.05)
+        assert found and found[0]["values"]["count"] == 1
+    finally:
+        await client.crons.delete(cron["cron_id"])

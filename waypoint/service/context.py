@@ -52,6 +52,7 @@ class Service:
     closing: asyncio.Event = field(default_factory=asyncio.Event)  # set when draining
     # Assistants by id, as read last; dropped when one changes (patch, delete, latest).
     assistants: dict[str, Any] = field(default_factory=dict)
+    _spawned: set[Any] = field(default_factory=set)
 
     async def assistant(self, assistant_id: str, who: Any | None) -> Any:
         """An assistant by id (None if there is none, or `who` may not see it); `who` None
@@ -69,6 +70,18 @@ class Service:
 
     def forget_assistant(self, assistant_id: str) -> None:
         self.assistants.pop(assistant_id, None)
+
+    def spawn(self, work: Any) -> None:
+        """Run a coroutine on its own, kept alive until it ends (errors are logged)."""
+        task = asyncio.ensure_future(work)
+        self._spawned.add(task)
+
+        def done(finished: asyncio.Future[Any]) -> None:
+            self._spawned.discard(finished)
+            if not finished.cancelled() and finished.exception() is not None:
+                log.error("background work failed", exc_info=finished.exception())
+
+        task.add_done_callback(done)
 
     def notify_queue(self) -> None:
         if self.pool is not None:

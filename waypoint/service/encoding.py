@@ -84,7 +84,10 @@ def _default(value: Any) -> Any:
 
 def dumps(value: Any) -> bytes:
     """Compact JSON bytes of any graph value (see the module docstring)."""
-    return orjson.dumps(value, default=_default, option=_OPTIONS)
+    data = orjson.dumps(value, default=_default, option=_OPTIONS)
+    # orjson writes into a 4 KB buffer that a shrink leaves allocated; stream events are
+    # kept a while, so a small one is copied out to its own size.
+    return memoryview(data).tobytes() if len(data) < 2048 else data
 
 
 def to_jsonable(value: Any) -> Any:

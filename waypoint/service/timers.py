@@ -34,7 +34,7 @@ async def resume_thread(service: Service, thread_id: str, answers: dict[str, Any
     """Queue a run answering interrupts by id; None if the thread is not the server's."""
     from .runs.submit import create_run
 
-    thread = await service.db.arun(lambda tx: thread_table.get(tx, thread_id, None))
+    thread = await service.db.aread(lambda tx: thread_table.get(tx, thread_id, None))
     if thread is None or not thread.metadata.get("assistant_id"):
         return None
     body = RunCreateStateful(assistant_id=thread.metadata["assistant_id"],
@@ -47,7 +47,7 @@ async def resume_thread(service: Service, thread_id: str, answers: dict[str, Any
 async def enqueue_timer_run(service: Service, timer: TimerRecord, answer: dict[str, Any]
                             ) -> bool:
     """Queue the run a due timer owes its thread; False if the thread moved on."""
-    thread = await service.db.arun(lambda tx: thread_table.get(tx, timer.thread_id, None))
+    thread = await service.db.aread(lambda tx: thread_table.get(tx, timer.thread_id, None))
     if thread is None:
         return False
     pending = await pending_interrupts(service, timer.thread_id,

@@ -112,7 +112,7 @@ async def decide(approval_id: str, body: ApprovalDecide, thread_id: str | None =
     if record.status != "pending":
         raise Conflict(f"approval {approval_id!r} is {record.status}, not pending")
     check_decision(record, body)
-    thread = await service.db.arun(lambda tx: thread_table.get(tx, record.thread_id, None))
+    thread = await service.db.aread(lambda tx: thread_table.get(tx, record.thread_id, None))
     graph_id = thread.metadata.get("graph_id") if thread is not None else None
     asked = [i for i in await pending_interrupts(service, record.thread_id, graph_id)
              if isinstance(i.value, dict) and i.value.get("kind") == "approval"

@@ -31,7 +31,7 @@ router = APIRouter(prefix="/assistants", tags=["assistants"],
 async def find(service: Service, assistant_id: str, who: Identity) -> Assistant:
     """An assistant by id, or by the name of the graph it was made from."""
     key = graph_assistant_id(assistant_id) if assistant_id in service.graphs else assistant_id
-    found = await service.db.arun(lambda tx: table.get(tx, key, who.scope))
+    found = await service.db.aread(lambda tx: table.get(tx, key, who.scope))
     if found is None:
         raise NotFound(f"assistant {assistant_id!r} not found")
     return found
@@ -76,7 +76,7 @@ async def create(body: AssistantCreate, service: Service = Depends(get_service),
 @router.post("/search", summary="Search Assistants")
 async def search(body: AssistantSearch, service: Service = Depends(get_service),
                  who: Identity = Depends(current_identity)) -> list[dict[str, Any]]:
-    found = await service.db.arun(lambda tx: table.search(
+    found = await service.db.aread(lambda tx: table.search(
         tx, who.scope, graph_id=body.graph_id, name=body.name, metadata=body.metadata,
         limit=body.limit, offset=body.offset, sort_by=body.sort_by, sort_order=body.sort_order))
     return select_fields([a.to_api() for a in found], body.select)
@@ -85,7 +85,7 @@ async def search(body: AssistantSearch, service: Service = Depends(get_service),
 @router.post("/count", summary="Count Assistants")
 async def count(body: AssistantCount, service: Service = Depends(get_service),
                 who: Identity = Depends(current_identity)) -> int:
-    return await service.db.arun(lambda tx: table.count(
+    return await service.db.aread(lambda tx: table.count(
         tx, who.scope, graph_id=body.graph_id, name=body.name, metadata=body.metadata))
 
 
@@ -158,7 +158,7 @@ async def versions(assistant_id: str, body: AssistantVersions,
                    service: Service = Depends(get_service),
                    who: Identity = Depends(current_identity)) -> list[dict[str, Any]]:
     current = await find(service, assistant_id, who)
-    return await service.db.arun(lambda tx: table.versions(
+    return await service.db.aread(lambda tx: table.versions(
         tx, current.assistant_id, metadata=body.metadata, limit=body.limit,
         offset=body.offset))
 

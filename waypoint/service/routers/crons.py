@@ -71,7 +71,7 @@ async def create(body: CronCreate, service: Service = Depends(get_service),
 @router.post("/runs/crons/search", summary="Search Crons")
 async def search(body: CronSearch, service: Service = Depends(get_service),
                  who: Identity = Depends(current_identity)) -> list[dict[str, Any]]:
-    found = await service.db.arun(lambda tx: table.search(
+    found = await service.db.aread(lambda tx: table.search(
         tx, who.scope, assistant_id=body.assistant_id, thread_id=body.thread_id,
         enabled=body.enabled, metadata=body.metadata, limit=body.limit, offset=body.offset,
         sort_by=body.sort_by, sort_order=body.sort_order))
@@ -81,12 +81,12 @@ async def search(body: CronSearch, service: Service = Depends(get_service),
 @router.post("/runs/crons/count", summary="Count Crons")
 async def count(body: CronCount, service: Service = Depends(get_service),
                 who: Identity = Depends(current_identity)) -> int:
-    return await service.db.arun(lambda tx: table.count(
+    return await service.db.aread(lambda tx: table.count(
         tx, who.scope, assistant_id=body.assistant_id, thread_id=body.thread_id))
 
 
 async def _find(service: Service, cron_id: str, who: Identity) -> Cron:
-    cron = await service.db.arun(lambda tx: table.get(tx, cron_id, who.scope))
+    cron = await service.db.aread(lambda tx: table.get(tx, cron_id, who.scope))
     if cron is None:
         raise NotFound(f"cron {cron_id!r} not found")
     return cron

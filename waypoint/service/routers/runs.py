@@ -42,7 +42,9 @@ def _sse(service: Service, run: Run, *, last_event_id: str | None = None,
             finished = True
         finally:
             if not finished and cancel_on_disconnect:
-                await _cancel(service, run.run_id, "interrupt")
+                # The stream's own scope is cancelled (the client left): stop the run from
+                # a task of its own, which that cancellation does not reach.
+                service.spawn(_cancel(service, run.run_id, "interrupt"))
 
     base, stream_path = _paths(run)
     return EventSourceResponse(stream(), ping=PING_SECONDS, headers={
@@ -51,7 +53,7 @@ def _sse(service: Service, run: Run, *, last_event_id: str | None = None,
 
 
 async def _cancel(service: Service, run_id: str, action: str) -> Run | None:
-    run = await service.db.arun(lambda tx: run_table.get(tx, run_id, None))
+    run = await service.db.aread(lambda tx: run_table.get(tx, run_id, None))
     if run is None or run.status not in run_table.ACTIVE:
         return None
     await service.db.arun(lambda tx: run_table.request_cancel(tx, run_id, action))
@@ -106,13 +108,13 @@ async def list_runs(thread_id: str, limit: int = Query(default=10, ge=0, le=1000
                     service: Service = Depends(get_service),
                     who: Identity = Depends(current_identity)) -> list[dict[str, Any]]:
     await find_thread(service, thread_id, who)
-    found = await service.db.arun(lambda tx: run_table.list_for_thread(
+    found = await service.db.aread(lambda tx: run_table.list_for_thread(
         tx, thread_id, status=status, limit=limit, offset=offset))
     return select_fields([r.to_api() for r in found], select)
 
 
 async def _find(service: Service, thread_id: str, run_id: str, who: Identity) -> Run:
-    run = await service.db.arun(lambda tx: run_table.get(tx, run_id, who.scope, thread_id))
+    run = await service.db.aread(lambda tx: run_table.get(tx, run_id, who.scope, thread_id))
     if run is None:
         raise NotFound(f"run {run_id!r} not found in thread {thread_id!r}")
     return run
@@ -221,7 +223,7 @@ async def cancel_many(body: RunsCancel,
     else:
         statuses = {"pending": ("pending",), "running": ("running",)}.get(
             body.status or "all", run_table.ACTIVE)
-        ids = await service.db.arun(lambda tx: run_table.ids_by_status(
+        ids = await service.db.aread(lambda tx: run_table.ids_by_status(
             tx, who.scope, statuses, body.thread_id))
     for run_id in ids:
         await _cancel(service, run_id, action)

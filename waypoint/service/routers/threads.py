@@ -31,7 +31,7 @@ router = APIRouter(prefix="/threads", tags=["threads"], dependencies=[Depends(cu
 
 
 async def find(service: Service, thread_id: str, who: Identity) -> Thread:
-    found = await service.db.arun(lambda tx: table.get(tx, thread_id, who.scope))
+    found = await service.db.aread(lambda tx: table.get(tx, thread_id, who.scope))
     if found is None:
         raise NotFound(f"thread {thread_id!r} not found")
     return found
@@ -85,7 +85,7 @@ async def search(body: ThreadSearch, service: Service = Depends(get_service),
                  who: Identity = Depends(current_identity)) -> list[dict[str, Any]]:
     if body.extract:
         raise Unprocessable("extract is not supported yet (select whole fields with select)")
-    found = await service.db.arun(lambda tx: table.search(
+    found = await service.db.aread(lambda tx: table.search(
         tx, who.scope, ids=body.ids, metadata=body.metadata, values=body.values,
         status=body.status, limit=body.limit, offset=body.offset, sort_by=body.sort_by,
         sort_order=body.sort_order))
@@ -95,7 +95,7 @@ async def search(body: ThreadSearch, service: Service = Depends(get_service),
 @router.post("/count", summary="Count Threads")
 async def count(body: ThreadCount, service: Service = Depends(get_service),
                 who: Identity = Depends(current_identity)) -> int:
-    return await service.db.arun(lambda tx: table.count(
+    return await service.db.aread(lambda tx: table.count(
         tx, who.scope, metadata=body.metadata, values=body.values, status=body.status))
 
 
@@ -133,7 +133,7 @@ async def patch(thread_id: str, body: ThreadPatch, service: Service = Depends(ge
 
 
 async def _delete(service: Service, thread: Thread) -> None:
-    active = await service.db.arun(lambda tx: run_table.active_on_thread(tx, thread.thread_id))
+    active = await service.db.aread(lambda tx: run_table.active_on_thread(tx, thread.thread_id))
     for run in active:
         await service.stop_run(run, "interrupt")
     await service.delete_thread_data(thread.thread_id)
@@ -268,7 +268,7 @@ async def cancel_thread(thread_id: str, reason: str = Query(default="cancelled",
     graph = graph_of(service, thread)
     if graph is None:
         raise Unprocessable(f"thread {thread_id!r} has not run a graph of this server")
-    active = await service.db.arun(lambda tx: run_table.active_on_thread(tx, thread_id))
+    active = await service.db.aread(lambda tx: run_table.active_on_thread(tx, thread_id))
     for run in active:
         await service.db.arun(lambda tx, r=run: run_table.request_cancel(tx, r.run_id,
                                                                           "interrupt"))

@@ -62,7 +62,7 @@ class LiveRun:
             while index < len(self.events):
                 yield self.events[index]
                 index += 1
-            if self.done.is_set():
+            if self.done.is_set():  # what was not yielded here is in the store
                 return
             await changed.wait()
 
@@ -128,8 +128,10 @@ class Broker:
         self.unsaved[:0] = events
 
     def close(self, live: LiveRun, outcome: Outcome) -> None:
-        """The run ended: wake its followers; forget it once late readers are served."""
+        """The run ended (its events are stored by now): wake its followers, who read the
+        rest from the store; keep the outcome a while for late `/wait` and `join` calls."""
         live.finish(outcome)
+        live.events = []
         asyncio.get_running_loop().call_later(self.linger_seconds, self._forget, live)
 
     def _forget(self, live: LiveRun) -> None:

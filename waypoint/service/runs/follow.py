@@ -44,7 +44,7 @@ async def events(service: Service, run_id: str, last_event_id: str | None = None
     while True:
         opened = broker.expect_open(run_id)  # before looking: an attempt may open meanwhile
         try:
-            stored = await service.db.arun(lambda tx, a=after: event_table.read(tx, run_id, a))
+            stored = await service.db.aread(lambda tx, a=after: event_table.read(tx, run_id, a))
             for attempt, seq, name, data in stored:
                 after = (attempt, seq)
                 if _wanted(name, wanted):
@@ -58,13 +58,18 @@ async def events(service: Service, run_id: str, last_event_id: str | None = None
                         yield format_id(attempt, seq), name, data
                 followed.add(live.attempt)
                 if live.outcome is not None and live.outcome.status in FINAL:
+                    rest = await service.db.aread(
+                        lambda tx, a=after: event_table.read(tx, run_id, a))
+                    for attempt, seq, name, data in rest:  # stored when the run ended
+                        if _wanted(name, wanted):
+                            yield format_id(attempt, seq), name, data
                     return
                 continue
             if service.closing.is_set():  # draining: the run continues after a restart
                 return
-            run = await service.db.arun(lambda tx: run_table.get(tx, run_id, None))
+            run = await service.db.aread(lambda tx: run_table.get(tx, run_id, None))
             if run is None or run.status in FINAL:
-                final = await service.db.arun(
+                final = await service.db.aread(
                     lambda tx, a=after: event_table.read(tx, run_id, a))
                 for attempt, seq, name, data in final:
                     if _wanted(name, wanted):
@@ -88,7 +93,7 @@ async def outcome(service: Service, run_id: str) -> Outcome | None:
                     return live.outcome
             if service.closing.is_set():
                 return Outcome("pending")
-            run = await service.db.arun(lambda tx: run_table.get(tx, run_id, None))
+            run = await service.db.aread(lambda tx: run_table.get(tx, run_id, None))
             if run is None:
                 return None
             if run.status in FINAL:
@@ -102,7 +107,7 @@ async def stored_outcome(service: Service, run: run_table.Run) -> Outcome:
     """The outcome of a run that ended before this process was watching it."""
     from ..tables import threads as thread_table
 
-    thread = await service.db.arun(lambda tx: thread_table.get(tx, run.thread_id, None))
+    thread = await service.db.aread(lambda tx: thread_table.get(tx, run.thread_id, None))
     values: Any = thread.values if thread is not None else None
     interrupts = [i for items in (thread.interrupts or {}).values() for i in items] \
         if thread is not None else []
