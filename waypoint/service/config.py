@@ -51,7 +51,7 @@ class Settings(BaseModel):
     postgres: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=2024, ge=0, le=65535)
-    workers: int = Field(default=8, ge=0, le=1024)
+    workers: int = Field(default=32, ge=0, le=1024)
     api_keys: list[ApiKeySetting] = Field(default_factory=list)
     auth_function: str | None = None
     insecure_no_auth: bool = False

@@ -9,7 +9,9 @@ from fastapi import Request
 from ..context import Service
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
+    """(async: FastAPI runs a plain function dependency in a thread pool, a hand-off on
+    every request.)"""
     return request.app.state.service
 
 
