@@ -163,6 +163,7 @@ class SqliteSaver(SqliteRecords, BaseCheckpointSaver):
             saver.close()
 
     def close(self) -> None:
+        self._group.stop()
         if self._owns:
             with self._lock:
                 for reader in self._reader_conns:

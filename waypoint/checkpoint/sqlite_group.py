@@ -64,6 +64,7 @@ class GroupWriter:
         # Async callers do not wait in a thread: a writer thread leads for them.
         self._writer: threading.Thread | None = None
         self._wake = threading.Event()
+        self._stopping = False
 
     async def arun(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """`run` for a coroutine: queued without a thread hand-off; the batch it joins is
@@ -90,7 +91,19 @@ class GroupWriter:
         while True:
             self._wake.wait()
             self._wake.clear()
-            self._lead(None)
+            with self._mutex:
+                idle = not self._queue
+            if idle and self._stopping:
+                return
+            if not idle:
+                self._lead(None)
+
+    def stop(self) -> None:
+        """Let the writer thread end (once nothing is queued); the store is closing."""
+        self._stopping = True
+        self._wake.set()
+        if self._writer is not None:
+            self._writer.join(5)
 
     def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """`fn(conn)` inside a write transaction; its result, or its exception."""
