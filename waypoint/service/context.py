@@ -133,19 +133,16 @@ class Service:
 
 def rewind_thread(saver: BaseCheckpointSaver, run: Run) -> None:
     """Remove the checkpoints `run` wrote, so the thread's head is what it was before."""
-    rewind = getattr(saver, "rewind", None)
     config = {"configurable": {"thread_id": run.thread_id, "checkpoint_ns": ""}}
     written = list(saver.list(config, filter={"run_id": run.run_id}))
     if not written:
         return
     parent = written[-1].parent_config
     before = (parent or {}).get("configurable", {}).get("checkpoint_id")
-    if before is None:
+    if before is None:  # the run began the thread: nothing was there before it
         saver.delete_thread(run.thread_id)
-    elif rewind is not None:
-        rewind(run.thread_id, before)
-    else:  # pragma: no cover - every waypoint store has rewind
-        raise NotImplementedError(f"{type(saver).__name__} cannot rewind a thread")
+    else:
+        saver.rewind(run.thread_id, before)
 
 
 # -- opening ------------------------------------------------------------------------------

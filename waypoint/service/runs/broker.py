@@ -77,8 +77,8 @@ class Broker:
         self._wakeup = asyncio.Event()
         self._openers: dict[str, list[asyncio.Future[None]]] = {}
 
-    def open(self, run_id: str, attempt: int, first_seq: int = 0) -> LiveRun:
-        live = LiveRun(run_id, attempt, first_seq)
+    def open(self, run_id: str, attempt: int) -> LiveRun:
+        live = LiveRun(run_id, attempt)
         self.runs[run_id] = live
         for waiter in self._openers.pop(run_id, ()):
             if not waiter.done():

@@ -30,9 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("waypoint.service.runs")
 
-STOP_REASONS = ("interrupt", "rollback", "drain", "lost")
-
-
 class WorkerPool:
     def __init__(self, service: Service, concurrency: int) -> None:
         self.service = service

@@ -49,12 +49,6 @@ def read(tx: Tx, run_id: str, after: tuple[int, int] | None) -> list[tuple[int, 
     return [(a, s, e, bytes(d)) for a, s, e, d in rows]
 
 
-def last_seq(tx: Tx, run_id: str, attempt: int) -> int:
-    row = tx.one("SELECT max(seq) FROM waypoint_run_events WHERE run_id = ? AND attempt = ?",
-                 [run_id, attempt])
-    return int(row[0]) if row and row[0] is not None else 0
-
-
 def prune(tx: Tx, older_than: float) -> int:
     """Forget events of finished runs older than the retention window."""
     return tx.execute("DELETE FROM waypoint_run_events WHERE created_at < ? AND run_id IN "

@@ -8,7 +8,7 @@ checkpoint.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .common import iso, now, page, visible
@@ -16,7 +16,7 @@ from .db import Tx, from_json, to_json
 
 _COLUMNS = ("run_id, thread_id, tenant, assistant_id, graph_id, status, created_at, "
             "updated_at, not_before, metadata, kwargs, multitask_strategy, temporary, attempt, "
-            "worker, lease_until, start_head, cancel_action, error")
+            "worker, lease_until, cancel_action, error")
 STATUSES = ("pending", "running", "error", "success", "timeout", "interrupted")
 ACTIVE = ("pending", "running")
 
@@ -39,10 +39,8 @@ class Run:
     attempt: int = 0
     worker: str | None = None
     lease_until: float | None = None
-    start_head: str | None = None
     cancel_action: str | None = None
     error: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_api(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "thread_id": self.thread_id,
@@ -55,20 +53,20 @@ class Run:
 def _row(row: tuple[Any, ...]) -> Run:
     (run_id, thread_id, tenant, assistant_id, graph_id, status, created_at, updated_at,
      not_before, metadata, kwargs, strategy, temporary, attempt, worker, lease_until,
-     start_head, cancel_action, error) = row
+     cancel_action, error) = row
     return Run(run_id, thread_id, tenant, assistant_id, graph_id, status, created_at,
                updated_at, not_before, from_json(metadata), from_json(kwargs), strategy,
-               bool(temporary), attempt, worker, lease_until, start_head, cancel_action,
+               bool(temporary), attempt, worker, lease_until, cancel_action,
                from_json(error))
 
 
 def insert(tx: Tx, run: Run) -> None:
     tx.execute(f"INSERT INTO waypoint_runs ({_COLUMNS}) VALUES "
-               "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?j, ?j, ?, ?, ?, ?, ?, ?, ?, ?j)",
+               "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?j, ?j, ?, ?, ?, ?, ?, ?, ?j)",
                (run.run_id, run.thread_id, run.tenant, run.assistant_id, run.graph_id,
                 run.status, run.created_at, run.updated_at, run.not_before,
                 to_json(run.metadata), to_json(run.kwargs), run.multitask_strategy,
-                run.temporary, run.attempt, run.worker, run.lease_until, run.start_head,
+                run.temporary, run.attempt, run.worker, run.lease_until,
                 run.cancel_action, to_json(run.error)))
 
 
@@ -175,10 +173,6 @@ def renew(tx: Tx, worker: str, run_ids: list[str], until: float) -> list[str]:
     return lost
 
 
-def set_start_head(tx: Tx, run_id: str, head: str | None) -> None:
-    tx.execute("UPDATE waypoint_runs SET start_head = ? WHERE run_id = ?", (head, run_id))
-
-
 def finish(tx: Tx, run_id: str, status: str, error: Any = None,
            metadata: dict[str, Any] | None = None) -> None:
     """The run's end; `metadata` (what it spent, say) is merged into its metadata."""
@@ -220,11 +214,6 @@ def request_cancel(tx: Tx, run_id: str, action: str) -> str | None:
     tx.execute("UPDATE waypoint_runs SET cancel_action = ?, updated_at = ? WHERE run_id = ?",
                (action, now(), run_id))
     return row[0]
-
-
-def cancel_action(tx: Tx, run_id: str) -> str | None:
-    row = tx.one("SELECT cancel_action FROM waypoint_runs WHERE run_id = ?", [run_id])
-    return row[0] if row else None
 
 
 def ids_by_status(tx: Tx, tenant: str | None, statuses: tuple[str, ...],

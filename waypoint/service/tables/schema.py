@@ -120,6 +120,10 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (2, """
         CREATE INDEX waypoint_runs_temporary ON waypoint_runs (temporary, status);
     """),
+    # A run knows whether its input was applied from its checkpoints' run id, not a column.
+    (3, """
+        ALTER TABLE waypoint_runs DROP COLUMN start_head;
+    """),
 )
 
 

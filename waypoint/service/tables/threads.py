@@ -105,11 +105,6 @@ def merge_metadata(tx: Tx, thread_id: str, metadata: dict[str, Any],
                "WHERE thread_id = ?", (to_json(merged), status or row[1], now(), thread_id))
 
 
-def set_status(tx: Tx, thread_id: str, status: str) -> None:
-    tx.execute("UPDATE waypoint_service_threads SET status = ?, updated_at = ? "
-               "WHERE thread_id = ?", (status, now(), thread_id))
-
-
 def record_state(tx: Tx, thread_id: str, *, status: str, values: Any,
                  interrupts: dict[str, Any], error: Any = None) -> None:
     """What a run left behind: the thread's status, latest values and pending interrupts."""
