@@ -343,13 +343,14 @@ def test_waypoint_message_base_class():
     assert isinstance(AIMessage(content="y"), Message)
 
 
-def test_langchain_messages_are_accepted_when_installed():
+def test_langchain_messages_are_accepted_when_installed(langchain_messages):
     lc = pytest.importorskip("langchain_core.messages")
     from waypoint.checkpoint import MemorySaver
 
     merged = add_messages([lc.HumanMessage("hi", id="1")], [{"role": "assistant", "content": "yo"}])
     assert [m.content for m in merged] == ["hi", "yo"]
     assert isinstance(merged[0], lc.HumanMessage)
+    assert isinstance(merged[1], lc.AIMessage)  # one kind of message in a state
 
     builder = StateGraph(MessagesState)
     builder.add_node("reply", lambda s: {"messages": [lc.AIMessage("x", id="2")]})

@@ -134,7 +134,7 @@ def test_nested_models_and_literals_in_schema():
 def test_metadata():
     assert search.metadata == {
         "name": "search", "category": "search", "cost_estimate": 0.002, "effect": "read",
-        "idempotent": True, "timeout": 3.0, "retries": 1}
+        "idempotent": True, "timeout": 3.0, "retries": 1, "requires_approval": False}
     assert add.effect == "read" and add.idempotent and add.cost_estimate is None
 
     @tool(name="send_mail", effect="dangerous", description="Send an e-mail.")

@@ -175,7 +175,7 @@ _CLASS_OF_ROLE = {"user": HumanMessage, "assistant": AIMessage, "system": System
                   "tool": ToolMessage, "remove": RemoveMessage}
 
 
-def _is_langchain_message(value: Any) -> bool:
+def _is_langchain_message(value: Any) -> bool:  # (interop imports this module)
     return hasattr(value, "type") and hasattr(value, "content") and hasattr(value, "id") and (
         type(value).__module__.startswith("langchain")
     )

@@ -1,6 +1,7 @@
 """Durability: the store protocol, the serializer, the checkpointers and the records kept
 beside checkpoints (effects, approvals, timers)."""
 
+from ..interop.langchain_messages import for_state
 from ..messages import (
     AIMessage,
     AIMessageChunk,
@@ -21,7 +22,7 @@ from .sqlite import SqliteSaver
 
 for _cls in (Message, HumanMessage, AIMessage, SystemMessage, ToolMessage, RemoveMessage,
              AIMessageChunk):
-    register_type(_cls, message_to_data, message_from_data)
+    register_type(_cls, message_to_data, lambda data: for_state(message_from_data(data)))
 register_type(Send, lambda s: [s.node, s.arg], lambda d: Send(d[0], d[1]))
 register_type(Interrupt)
 

@@ -21,6 +21,7 @@ from typing import Any
 import ormsgpack
 
 from ..errors import SerializationError
+from ..interop.langchain_messages import from_langchain, is_langchain_message
 
 _OPTS = (
     ormsgpack.OPT_PASSTHROUGH_DATACLASS
@@ -92,6 +93,10 @@ def _encode(obj: Any) -> Any:
         register_type(kind)
         return ormsgpack.Ext(_ENUM, _pack([_type_name(kind), obj.value]))
     codec = _codecs.get(kind)
+    if codec is None and is_langchain_message(obj):  # stored as waypoint's, read as either
+        obj = from_langchain(obj)
+        kind = type(obj)
+        codec = _codecs.get(kind)
     if codec is not None:
         return ormsgpack.Ext(_OBJECT, _pack([_type_name(kind), codec[0](obj)]))
     if hasattr(obj, "model_dump") and hasattr(kind, "model_fields"):

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import GraphBubbleUp, OutputValidationError, RunTimeoutError
 from ..failures import classify
 from ..types import Attempt, NodeError, RetryPolicy
+from . import langchain_stream
 from .context import TaskRuntime, make_runtime, reset_runtime, set_runtime
 from .limits import NO_LIMITS, Limits, acall_limited, call_limited
 from .task import ChildCommand, Task, _arecord, _call_args, record_result, settle_signal
@@ -153,7 +154,7 @@ def _handler_call(loop: RunLoop, task: Task, node: NodeSpec, exc: Exception,
                   attempts: int) -> Any:
     handler = node.error_handler
     assert handler is not None
-    payload = task.arg if task.is_push else node.codec.build(loop.values)
+    payload = task.arg if task.is_push else node.codec.build(loop.values, loop.steps_left())
     error = NodeError(task.name, exc, attempts)
     try:
         params = [p for p in inspect.signature(handler).parameters.values()
@@ -218,6 +219,7 @@ def run_task(loop: RunLoop, task: Task) -> None:
     assert node is not None
     if loop.sink is not None:
         loop.sink.task_start(task, loop)
+    langchain = langchain_stream.attach(loop, task)
     attempts = _Attempts(loop, task)
     while True:
         runtime = attempts.next()
@@ -239,6 +241,7 @@ def run_task(loop: RunLoop, task: Task) -> None:
             if token is not None:
                 reset_runtime(token)
         time.sleep(delay)
+    langchain_stream.detach(langchain)
     if loop.guard is not None:
         loop.guard.release_task(task.id)
     if loop.sink is not None:
@@ -251,6 +254,7 @@ async def arun_task(loop: RunLoop, task: Task) -> None:
     assert node is not None
     if loop.sink is not None:
         loop.sink.task_start(task, loop)
+    langchain = langchain_stream.attach(loop, task)
     attempts = _Attempts(loop, task)
     while True:
         runtime = attempts.next()
@@ -273,6 +277,7 @@ async def arun_task(loop: RunLoop, task: Task) -> None:
             if token is not None:
                 reset_runtime(token)
         await asyncio.sleep(delay)
+    langchain_stream.detach(langchain)
     if loop.guard is not None:
         loop.guard.release_task(task.id)
     if loop.sink is not None:

@@ -752,6 +752,11 @@ class RunLoop:
         config["metadata"] = {**(self.config.get("metadata") or {}), **self.task_metadata(task)}
         return config
 
+    def steps_left(self) -> int:
+        """Steps that may still follow the running one before the recursion limit (the
+        managed value `RemainingSteps`)."""
+        return self.limit - self.steps_run
+
     def task_metadata(self, task: Task) -> dict[str, Any]:
         return {
             "thread_id": self.thread_id,

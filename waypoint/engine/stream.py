@@ -11,6 +11,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..constants import INTERRUPT, START
+from ..interop.langchain_messages import for_state, is_langchain_message
+from ..messages import Message, new_message_id
 
 if TYPE_CHECKING:
     from ..checkpoint.base import Checkpoint
@@ -27,7 +29,8 @@ STREAM_MODES = frozenset({"values", "updates", "custom", "messages", "tasks", "c
 class StreamSink:
     """Collects (namespace, mode, payload) parts for one run and its nested runs."""
 
-    __slots__ = ("_emit", "modes", "namespace", "parent_run_ids", "run_ids", "subgraphs")
+    __slots__ = ("_emit", "modes", "namespace", "parent_run_ids", "run_ids", "seen_messages",
+                 "subgraphs")
 
     def __init__(self, modes: frozenset[str], emit: Callable[[Part], None], *,
                  subgraphs: bool = False, namespace: tuple[str, ...] = ()) -> None:
@@ -41,6 +44,7 @@ class StreamSink:
         self.namespace = namespace
         self.run_ids: dict[str, str] = {}
         self.parent_run_ids: list[str] = []
+        self.seen_messages: set[str] = set()  # ids already in the "messages" stream
 
     def wants(self, mode: str) -> bool:
         return mode in self.modes
@@ -52,6 +56,7 @@ class StreamSink:
         child = StreamSink(modes, self._emit, subgraphs=self.subgraphs,
                            namespace=(*self.namespace, ns_part))
         child.parent_run_ids = self.parent_run_ids
+        child.seen_messages = self.seen_messages  # a message streams once, at any depth
         return child
 
     def emit(self, mode: str, payload: Any) -> None:
@@ -86,6 +91,8 @@ class StreamSink:
         ok = task.error is None and not task.interrupts
         if ok and "updates" in modes and task.name != START:
             self.emit("updates", {task.name: task.update})
+        if ok and "messages" in modes and task.name != START:
+            self._returned_messages(task, loop)
         if "tasks" in modes or "debug" in modes:
             payload = {"id": task.id, "name": task.name,
                        "error": repr(task.error) if task.error is not None else None,
@@ -142,10 +149,28 @@ class StreamSink:
         self.emit("checkpoints", payload)
         self.emit("debug", {"type": "checkpoint", "step": checkpoint.step, "payload": payload})
 
+    def _returned_messages(self, task: Task, loop: RunLoop) -> None:
+        """Messages a node returns go to the "messages" stream too (as LangGraph sends
+        them), unless they were streamed already or were in the state before."""
+        fresh = [m for m in _messages_in(task.update)
+                 if getattr(m, "id", None) not in self.seen_messages]
+        if not fresh:
+            return
+        known = {getattr(m, "id", None) for m in _messages_in(loop.values)}
+        metadata = loop.task_metadata(task)
+        for message in fresh:
+            if message.id is None:  # add_messages would give it one: give it now
+                message.id = new_message_id()
+            elif message.id in known:
+                continue
+            self.seen_messages.add(message.id)
+            self.emit("messages", (for_state(message), {**metadata, "run_id": None}))
+
     # -- chat models -------------------------------------------------------------------
 
-    def model_start(self, task: Task, name: str, messages: Any) -> str:
-        run_id = str(uuid.uuid4())
+    def model_start(self, task: Task, name: str, messages: Any,
+                    run_id: str | None = None) -> str:
+        run_id = run_id or str(uuid.uuid4())
         if "events" in self.modes:
             self.emit("events", {
                 "event": "on_chat_model_start", "name": name, "run_id": run_id,
@@ -158,7 +183,10 @@ class StreamSink:
     def model_token(self, task: Task, run_id: str | None, chunk: Any,
                     metadata: dict[str, Any]) -> None:
         if "messages" in self.modes:
-            self.emit("messages", (chunk, {**metadata, "run_id": run_id}))
+            message_id = getattr(chunk, "id", None)
+            if message_id is not None:
+                self.seen_messages.add(message_id)
+            self.emit("messages", (for_state(chunk), {**metadata, "run_id": run_id}))
         if "events" in self.modes:
             self.emit("events", {
                 "event": "on_chat_model_stream", "name": "chat_model", "run_id": run_id,
@@ -168,6 +196,9 @@ class StreamSink:
             })
 
     def model_end(self, task: Task, run_id: str | None, message: Any) -> None:
+        message_id = getattr(message, "id", None)
+        if message_id is not None:
+            self.seen_messages.add(message_id)
         if "events" in self.modes:
             self.emit("events", {
                 "event": "on_chat_model_end", "name": "chat_model", "run_id": run_id,
@@ -175,6 +206,23 @@ class StreamSink:
                 "tags": [], "metadata": {"langgraph_node": task.name},
                 "data": {"output": message},
             })
+
+
+def _is_message(value: Any) -> bool:
+    return isinstance(value, Message) or is_langchain_message(value)
+
+
+def _messages_in(update: Any) -> list[Any]:
+    """The message objects among a node's returned values (one level deep, as LangGraph)."""
+    if not isinstance(update, dict):
+        return []
+    found: list[Any] = []
+    for value in update.values():
+        if _is_message(value):
+            found.append(value)
+        elif isinstance(value, (list, tuple)):
+            found.extend(v for v in value if _is_message(v))
+    return found
 
 
 def _task_input(task: Task, loop: RunLoop) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, TypedDict
 
+from ..interop.langchain_messages import message_classes, to_langchain
 from ..messages import Message, RemoveMessage, coerce_messages, new_message_id
 
 REMOVE_ALL_MESSAGES = "__remove_all__"
@@ -18,14 +19,23 @@ def _with_id(message: Any) -> Any:
     return message
 
 
+def _same(message: Any) -> Any:
+    return message
+
+
 def _is_remove(message: Any) -> bool:
     return isinstance(message, RemoveMessage) or getattr(message, "type", None) == "remove"
 
 
 def add_messages(left: Any, right: Any) -> list[Any]:
-    """Merge messages by id: a new id appends, a known id replaces, RemoveMessage deletes."""
-    current = [_with_id(m) for m in coerce_messages(left)] if left else []
-    incoming = [_with_id(m) for m in coerce_messages(right)] if right is not None else []
+    """Merge messages by id: a new id appends, a known id replaces, RemoveMessage deletes.
+
+    The result holds LangChain's message classes when the code uses LangChain (see
+    `waypoint.interop.langchain_messages`), waypoint's otherwise."""
+    convert = to_langchain if message_classes() == "langchain" else _same
+    current = [_with_id(convert(m)) for m in coerce_messages(left)] if left else []
+    incoming = ([_with_id(convert(m)) for m in coerce_messages(right)]
+                if right is not None else [])
     for i, message in enumerate(incoming):
         if _is_remove(message) and message.id == REMOVE_ALL_MESSAGES:
             current = []

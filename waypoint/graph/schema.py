@@ -14,6 +14,42 @@ from ..errors import GraphValidationError, InvalidUpdateError
 _MISSING = object()
 
 
+class ManagedValue:
+    """Marks a state key the engine fills on every read instead of storing it."""
+
+    __slots__ = ("kind",)
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+
+    def __repr__(self) -> str:
+        return f"ManagedValue({self.kind!r})"
+
+
+# LangGraph's names: the steps left before the recursion limit, and whether this is the last.
+RemainingSteps = typing.Annotated[int, ManagedValue("remaining_steps")]
+IsLastStep = typing.Annotated[bool, ManagedValue("is_last_step")]
+
+
+def _managed_kind(hint: Any) -> str | None:
+    if get_origin(hint) is typing.Annotated:
+        for extra in get_args(hint)[1:]:
+            if isinstance(extra, ManagedValue):
+                return extra.kind
+    return None
+
+
+def managed_keys(cls: Any) -> dict[str, str]:
+    """{key: kind} of the managed keys of a schema class."""
+    if not is_schema_class(cls):
+        return {}
+    try:
+        hints = get_type_hints(cls, include_extras=True)
+    except Exception:
+        return {}
+    return {name: kind for name, hint in hints.items() if (kind := _managed_kind(hint))}
+
+
 @dataclass(frozen=True, slots=True)
 class KeySpec:
     """One state key: its reducer (None for last-value) and its initial value factory."""
@@ -93,11 +129,12 @@ def read_schema(cls: Any) -> dict[str, KeySpec]:
 class StateCodec:
     """Builds a node's input from channel values in the form its schema expects."""
 
-    __slots__ = ("cls", "keys", "kind")
+    __slots__ = ("cls", "keys", "kind", "managed")
 
     def __init__(self, cls: Any) -> None:
         self.cls = cls
         self.keys = tuple(read_schema(cls)) if cls not in (None, dict) else ()
+        self.managed = managed_keys(cls) if cls not in (None, dict) else {}
         if _is_pydantic(cls):
             self.kind = "pydantic"
         elif cls is not None and dataclasses.is_dataclass(cls):
@@ -105,8 +142,12 @@ class StateCodec:
         else:
             self.kind = "dict"
 
-    def build(self, values: dict[str, Any]) -> Any:
+    def build(self, values: dict[str, Any], steps_left: int | None = None) -> Any:
+        """The node's input; `steps_left` (before the recursion limit) fills managed keys."""
         keys = self.keys
+        if self.managed and steps_left is not None:
+            values = {**values, **{k: steps_left if kind == "remaining_steps"
+                                   else steps_left < 1 for k, kind in self.managed.items()}}
         if self.kind == "dict":
             if not keys:
                 return dict(values)

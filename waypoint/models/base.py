@@ -202,6 +202,25 @@ class ChatModel:
 
         return await astructured_call(self, messages, schema, **options)
 
+    def bind_tools(self, tools: Any, *, tool_choice: Any = None,
+                   parallel_tool_calls: bool | None = None) -> ChatModel:
+        """A copy that offers `tools` on every call (LangChain's name and meaning).
+
+        `tools`: waypoint `Tool`s, functions, LangChain tools, pydantic models or OpenAI
+        specs. `tool_choice`: "auto" (default), "none", "any"/"required" (must call one),
+        or a tool's name. The answer's `tool_calls` have LangChain's shape, so `ToolNode`
+        and `tools_condition` read them as they are."""
+        from .tool_specs import tool_choice_value, tool_specs
+
+        specs = tool_specs(tools)
+        names = [s["function"]["name"] for s in specs]
+        options: dict[str, Any] = {"tools": specs,
+                                   "tool_choice": tool_choice_value(tool_choice, names)}
+        if parallel_tool_calls is not None:
+            options["extra"] = {**self.defaults.get("extra", {}),
+                                "parallel_tool_calls": bool(parallel_tool_calls)}
+        return self.with_options(**options)
+
     def with_options(self, **options: Any) -> ChatModel:
         """A copy with other default options (e.g. a lower `max_tokens`)."""
         clone = object.__new__(type(self))

@@ -35,6 +35,9 @@ from .errors import (
     classify_status,
 )
 from .openai_format import to_openai_messages, tool_call_from_openai
+from .schema_tools import astream_decision, stream_decision
+
+TOOL_CALLING = ("native", "schema")
 
 _ERROR_BODY_LIMIT = 64 * 1024
 _MAX_RETRY_WAIT = 30.0
@@ -65,15 +68,21 @@ class OpenAICompatible(ChatModel):
     from instead (read once, here). `timeout` bounds a whole call (connect, wait and
     every token) unless a call passes its own `timeout=`. `max_retries` retries transient
     failures that happen before the first token (0 by default: the engine's retry
-    policies and fallbacks usually own that decision). Other keyword arguments are
+    policies and fallbacks usually own that decision). `tool_calling`: "native" sends
+    bound tools as OpenAI `tools=`; "schema" asks for a schema-constrained decision
+    instead (for servers or small models without tool calling). Other keyword arguments are
     default call options (`max_tokens=`, `temperature=`, ...), `ledger=` and `prices=`.
     """
 
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None,
                  api_key_env: str | None = None, timeout: float = 60.0,
                  max_retries: int = 0, headers: Mapping[str, str] | None = None,
-                 **options: Any) -> None:
+                 tool_calling: str = "native", **options: Any) -> None:
         super().__init__(**options)
+        if tool_calling not in TOOL_CALLING:
+            raise ValueError(f"tool_calling must be one of {', '.join(TOOL_CALLING)}, got "
+                             f"{tool_calling!r}")
+        self.tool_calling = tool_calling
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ModelConfigError(
                 f"base_url must be an http:// or https:// URL, got {base_url!r}", model=model)
@@ -209,9 +218,26 @@ class OpenAICompatible(ChatModel):
             return None
         return wait
 
-    # -- sync ----------------------------------------------------------------------------
+    # -- tool calls ----------------------------------------------------------------------
+
+    def _decides_tools(self, request: ModelRequest) -> bool:
+        """Whether tools go through a schema-constrained decision (`schema_tools`)."""
+        return bool(request.tools) and self.tool_calling == "schema" and (
+            request.tool_choice != "none")
 
     def _stream_raw(self, request: ModelRequest) -> Iterator[ModelDelta]:
+        if self._decides_tools(request):
+            return stream_decision(request, self._stream_plain)
+        return self._stream_plain(request)
+
+    def _astream_raw(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:
+        if self._decides_tools(request):
+            return astream_decision(request, self._astream_plain)
+        return self._astream_plain(request)
+
+    # -- sync ----------------------------------------------------------------------------
+
+    def _stream_plain(self, request: ModelRequest) -> Iterator[ModelDelta]:
         timeout = self._call_timeout(request)
         deadline = time.monotonic() + timeout
         body = self._body(request)
@@ -265,7 +291,7 @@ class OpenAICompatible(ChatModel):
 
     # -- async ---------------------------------------------------------------------------
 
-    async def _astream_raw(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:
+    async def _astream_plain(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:
         timeout = self._call_timeout(request)
         deadline = time.monotonic() + timeout
         body = self._body(request)

@@ -136,9 +136,8 @@ class _Decision(BaseModel):
     answer: str | None = None
 
 
-def decision_schema(tools: Sequence[Any], *, allow_answer: bool = True) -> dict[str, Any]:
-    """JSON schema of {"tool": <name>, "args": {...}} for each tool, plus {"tool": "none",
-    "answer": ...} when the model may answer without a tool."""
+def decision_options(tools: Sequence[Any]) -> list[dict[str, Any]]:
+    """One JSON-schema option {"tool": <name>, "args": {...}} per tool."""
     options = []
     for tool in tools:
         spec = _function_spec(tool)
@@ -146,6 +145,13 @@ def decision_schema(tools: Sequence[Any], *, allow_answer: bool = True) -> dict[
         options.append({"type": "object",
                         "properties": {"tool": {"const": spec["name"]}, "args": params},
                         "required": ["tool", "args"], "additionalProperties": False})
+    return options
+
+
+def decision_schema(tools: Sequence[Any], *, allow_answer: bool = True) -> dict[str, Any]:
+    """JSON schema of {"tool": <name>, "args": {...}} for each tool, plus {"tool": "none",
+    "answer": ...} when the model may answer without a tool."""
+    options = decision_options(tools)
     if allow_answer:
         options.append({"type": "object",
                         "properties": {"tool": {"const": "none"},

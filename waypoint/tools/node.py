@@ -115,6 +115,10 @@ class ToolNode:
       error message; a function `exc -> str` writes them; False raises the first failure.
     - `allowed`: optional `state -> tool names` (e.g. `Router.tools_for`): calls to other
       tools are refused with an error message.
+    - `approve`: which calls wait for a person's decision (`waypoint.approve`) before
+      they run: a `Tool -> bool` predicate, True (every call), or False (none, the
+      default). Decisions are asked one at a time, in call order, before any call runs;
+      "edit" replaces the arguments, "reject" answers the model with the reason.
     """
 
     def __init__(
@@ -127,6 +131,7 @@ class ToolNode:
         handle_errors: ErrorHandler = True,
         messages_key: str = "messages",
         allowed: Callable[[Any], Iterable[str]] | None = None,
+        approve: bool | Callable[[Tool], bool] = False,
     ) -> None:
         if isinstance(tools, (Tool, str)) or callable(tools):
             raise ToolDefinitionError("ToolNode(tools) takes a list of tools")
@@ -149,6 +154,10 @@ class ToolNode:
         self.handle_errors = handle_errors
         self.messages_key = messages_key
         self.allowed = allowed
+        if not (isinstance(approve, bool) or callable(approve)):
+            raise ValueError(f"ToolNode: approve must be True, False or a Tool -> bool "
+                             f"function, got {approve!r}")
+        self.approve = approve
 
     @property
     def tools(self) -> list[Tool]:
@@ -175,8 +184,10 @@ class ToolNode:
         if not calls:
             return [] if as_list else {self.messages_key: []}
         allowed = None if self.allowed is None else set(self.allowed(state))
+        verdicts = self._ask_approvals(calls)
         outcomes = await asyncio.gather(
-            *(self._answer(call, state, allowed) for call in calls),
+            *(self._answer(call, state, allowed) if verdict is None else _as_result(verdict)
+              for call, verdict in zip(calls, verdicts, strict=True)),
             return_exceptions=True,
         )
         for outcome in outcomes:  # control signals first, then (handle_errors=False) errors
@@ -186,6 +197,42 @@ class ToolNode:
             if isinstance(outcome, BaseException):
                 raise outcome
         return self._combine(outcomes, as_list)
+
+    # -- approvals --------------------------------------------------------------------------
+
+    def _needs_approval(self, name: Any) -> bool:
+        found = self.tools_by_name.get(name) if isinstance(name, str) else None
+        if found is None or self.approve is False:
+            return False
+        return True if self.approve is True else bool(self.approve(found))
+
+    def _ask_approvals(self, calls: list[Any]) -> list[ToolMessage | None]:
+        """In call order: rewrite edited calls in place; a rejection's answer, or None."""
+        verdicts: list[ToolMessage | None] = []
+        for index, call in enumerate(calls):
+            name, args, call_id = _call_parts(call)
+            if not self._needs_approval(name):
+                verdicts.append(None)
+                continue
+            from ..engine.approvals import approve
+
+            found = self.tools_by_name[name]
+            decision = approve(
+                {"tool": name, "args": args, "tool_call_id": call_id,
+                 "description": found.description, "effect": found.effect},
+                schema=found.parameters)
+            if decision.action == "edit" and isinstance(decision.edits, dict):
+                calls[index] = {"name": name, "args": decision.edits, "id": call_id,
+                                "type": "tool_call"}
+            if decision.approved:
+                verdicts.append(None)
+                continue
+            reason = f": {decision.comment}" if decision.comment else ""
+            verdicts.append(ToolMessage(
+                f"The call to {name} was not approved{reason}. Do not retry it unchanged.",
+                tool_call_id=call_id, name=name,
+                additional_kwargs={"status": "error", "error_type": "rejected"}))
+        return verdicts
 
     # -- reading the input ------------------------------------------------------------------
 
@@ -321,6 +368,10 @@ class ToolNode:
             return list(outcomes) if as_list else {self.messages_key: list(outcomes)}
         return [o if isinstance(o, Command) else Command(update={self.messages_key: [o]})
                 for o in outcomes]
+
+
+async def _as_result(message: ToolMessage) -> ToolMessage:
+    return message
 
 
 def _consume(future: asyncio.Future[Any]) -> None:

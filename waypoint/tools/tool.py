@@ -219,6 +219,7 @@ class Tool:
         idempotent: bool | None = None,
         timeout: float | None = None,
         retries: int | None = None,
+        requires_approval: bool = False,
     ) -> None:
         if isinstance(func, Tool):
             func = func.func
@@ -262,6 +263,7 @@ class Tool:
         self.idempotent = (effect == "read") if idempotent is None else bool(idempotent)
         self.timeout = float(timeout) if timeout is not None else None
         self.retries = retries
+        self.requires_approval = bool(requires_approval)
         self.is_async = inspect.iscoroutinefunction(func) or (
             not inspect.isroutine(func) and inspect.iscoroutinefunction(type(func).__call__))
         self._params: list[tuple[str, Any]] = []  # (name, kind) in signature order
@@ -354,7 +356,8 @@ class Tool:
     def metadata(self) -> dict[str, Any]:
         return {"name": self.name, "category": self.category, "cost_estimate":
                 self.cost_estimate, "effect": self.effect, "idempotent": self.idempotent,
-                "timeout": self.timeout, "retries": self.retries}
+                "timeout": self.timeout, "retries": self.retries,
+                "requires_approval": self.requires_approval}
 
     @property
     def injected(self) -> dict[str, Any]:
@@ -483,7 +486,7 @@ def tool(
     func: None = None, /, *, name: str | None = None, description: str | None = None,
     category: str | Enum | None = None, cost_estimate: float | None = None,
     effect: Effect = "read", idempotent: bool | None = None, timeout: float | None = None,
-    retries: int | None = None,
+    retries: int | None = None, requires_approval: bool = False,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -492,11 +495,12 @@ def tool(
     description: str | None = None, category: str | Enum | None = None,
     cost_estimate: float | None = None, effect: Effect = "read",
     idempotent: bool | None = None, timeout: float | None = None, retries: int | None = None,
+    requires_approval: bool = False,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a function (sync or async) into a `Tool`: `@tool` or `@tool(effect="write")`."""
     options = {"name": name, "description": description, "category": category,
                "cost_estimate": cost_estimate, "effect": effect, "idempotent": idempotent,
-               "timeout": timeout, "retries": retries}
+               "timeout": timeout, "retries": retries, "requires_approval": requires_approval}
     if func is not None:
         if isinstance(func, str):
             raise ToolDefinitionError(
@@ -510,4 +514,11 @@ def tool(
 
 
 def as_tool(value: Tool | Callable[..., Any]) -> Tool:
-    return value if isinstance(value, Tool) else Tool(value)
+    """A `Tool` for a waypoint tool, a function, or a LangChain tool."""
+    if isinstance(value, Tool):
+        return value
+    if type(value).__module__.startswith("langchain") and hasattr(value, "args_schema"):
+        from .langchain_tool import from_langchain_tool
+
+        return from_langchain_tool(value)
+    return Tool(value)

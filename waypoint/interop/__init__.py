@@ -1,0 +1,1 @@
+"""Interoperability with LangChain, which is never a dependency: used only when present."""
