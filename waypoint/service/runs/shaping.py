@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from ...interop.langchain_messages import from_langchain
 from ...messages import AIMessageChunk, Message
 from ..encoding import dumps
 
@@ -54,6 +55,7 @@ class EventShaper:
 
     def _messages(self, suffix: str, chunk: Any) -> Iterator[tuple[str, bytes]]:
         message, metadata = chunk
+        message = from_langchain(message)  # one kind to accumulate, whatever the graph uses
         if self.tuple_messages:
             yield "messages" + suffix, dumps([message, metadata])
         if not self.old_messages:
@@ -78,7 +80,7 @@ class EventShaper:
                 continue
             for value in node_update.values():
                 items = value if isinstance(value, list) else [value]
-                for item in items:
+                for item in map(from_langchain, items):
                     if isinstance(item, Message) and item.role != "user":
                         self._partial.pop(item.id or "", None)
                         yield "messages/complete" + suffix, dumps([item])
