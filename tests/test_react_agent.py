@@ -404,3 +404,28 @@ def test_template_json_tool_calls_are_recovered():
 def test_scripted_replies_with_usage_still_work_through_bind_tools():
     model = ScriptedModel([Reply("x")]).bind_tools([add])
     assert model.invoke("hi").content == "x"
+
+
+def test_parallel_tool_calls_keep_their_effects_apart_across_a_rerun():
+    """Effects inside tools are keyed by the tool call's id, so two calls running in
+    parallel get their own recorded results back when the node runs again."""
+    from waypoint import effect, interrupt
+
+    ran: list[str] = []
+
+    @tool(effect="write")
+    def charge(who: str) -> str:
+        """Charge someone."""
+        receipt = effect("charge", lambda: ran.append(who) or f"receipt-{who}")
+        if who == "bob":
+            interrupt("confirm bob")  # the whole tools node runs again on resume
+        return receipt
+
+    model = ScriptedModel([calls(("charge", {"who": "ann"}), ("charge", {"who": "bob"})),
+                           "done"])
+    agent = create_react_agent(model, [charge], approve_tools=False, checkpointer=MemorySaver())
+    agent.invoke({"messages": [("user", "charge both")]}, cfg("fx"))
+    out = agent.invoke(Command(resume=True), cfg("fx"))
+    assert sorted(ran) == ["ann", "bob"]  # each charged once
+    answers = [m.content for m in out["messages"] if m.type == "tool"]
+    assert answers == ["receipt-ann", "receipt-bob"]

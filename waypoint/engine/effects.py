@@ -14,9 +14,11 @@ under their key). It is never silently repeated.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from ..errors import EffectInDoubt, InvalidResumeError
@@ -24,8 +26,24 @@ from .context import TaskRuntime, current_runtime, interrupt
 
 DOUBT_ANSWERS = ("retry", "done", "fail")
 
+# A named scope inside a task (e.g. one tool call of a ToolNode, keyed by its call id) whose
+# effects are numbered on their own: parallel calls in one task keep stable keys whatever
+# order their threads reach `effect()` in.
+_SCOPE: contextvars.ContextVar[tuple[str, list[int]] | None] = contextvars.ContextVar(
+    "waypoint_effect_scope", default=None)
 
-def effect_key(runtime: TaskRuntime, index: int) -> str:
+
+@contextmanager
+def effect_scope(name: str) -> Iterator[None]:
+    """Number the effects called in this context under `name` instead of in task order."""
+    token = _SCOPE.set((name, [0]))
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
+
+
+def effect_key(runtime: TaskRuntime, index: int | str) -> str:
     loop, task = runtime.loop, runtime.task
     raw = f"{loop.thread_id}|{loop.ns}|{loop.step + 1}|{task.index}|{task.name}|{index}"
     return "wp-" + hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
@@ -63,6 +81,11 @@ def _start(what: str, name: str, fn: Callable[..., Any]) -> tuple[TaskRuntime, s
     if not callable(fn):
         raise TypeError(f"effect {name!r}: fn must be callable, got {type(fn).__name__}")
     runtime = _runtime(what)
+    scope = _SCOPE.get()
+    if scope is not None:
+        scope_name, counter = scope
+        index, counter[0] = counter[0], counter[0] + 1
+        return runtime, effect_key(runtime, f"{scope_name}#{index}")
     index = runtime.effect_index
     runtime.effect_index += 1
     return runtime, effect_key(runtime, index)

@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..engine.effects import effect_scope
 from ..errors import GraphBubbleUp, PermanentError, TransientError
 from ..messages import Message, ToolMessage, coerce_message
 from ..types import Command
@@ -288,7 +289,7 @@ class ToolNode:
                 raise _CallFailed(UnknownToolError(
                     f"tool {name!r} is not allowed at this point (allowed: "
                     f"{', '.join(sorted(allowed)) or 'none'})", tool=name), 0)
-            result = await self._run(found, args, state, call_id)
+            result = await self._run(found, args, state, call_id)  # effects keyed by call id
         except _CallFailed as failed:
             if self.handle_errors is False:
                 raise failed.error from None
@@ -308,7 +309,7 @@ class ToolNode:
         while True:
             attempt += 1
             try:
-                return await self._attempt(tool, positional, keywords, timeout)
+                return await self._attempt(tool, positional, keywords, timeout, call_id)
             except GraphBubbleUp:
                 raise
             except Exception as exc:
@@ -318,13 +319,14 @@ class ToolNode:
                 await asyncio.sleep(_delay(attempt, exc))
 
     async def _attempt(self, tool: Tool, positional: list[Any], keywords: dict[str, Any],
-                       timeout: float | None) -> Any:
+                       timeout: float | None, call_id: str | None = None) -> Any:
+        scope = f"tool:{call_id}" if call_id else None
         if tool.is_async:
             pending: asyncio.Future[Any] = asyncio.ensure_future(
-                tool.func(*positional, **keywords))
+                _scoped_async(scope, tool.func, positional, keywords))
         else:
             pending = asyncio.wrap_future(
-                _start_thread(partial(tool.func, *positional, **keywords)))
+                _start_thread(partial(_scoped, scope, tool.func, positional, keywords)))
         if timeout is None:
             return await pending
         done, _ = await asyncio.wait({pending}, timeout=timeout)
@@ -368,6 +370,23 @@ class ToolNode:
             return list(outcomes) if as_list else {self.messages_key: list(outcomes)}
         return [o if isinstance(o, Command) else Command(update={self.messages_key: [o]})
                 for o in outcomes]
+
+
+def _scoped(scope: str | None, fn: Callable[..., Any], positional: list[Any],
+            keywords: dict[str, Any]) -> Any:
+    """Run a tool with its effects keyed by its call id (stable across parallel calls)."""
+    if scope is None:
+        return fn(*positional, **keywords)
+    with effect_scope(scope):
+        return fn(*positional, **keywords)
+
+
+async def _scoped_async(scope: str | None, fn: Callable[..., Any], positional: list[Any],
+                        keywords: dict[str, Any]) -> Any:
+    if scope is None:
+        return await fn(*positional, **keywords)
+    with effect_scope(scope):
+        return await fn(*positional, **keywords)
 
 
 async def _as_result(message: ToolMessage) -> ToolMessage:
