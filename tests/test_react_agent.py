@@ -218,9 +218,27 @@ def test_an_edited_call_runs_with_the_edited_arguments():
     model = ScriptedModel([calls(("send_email", {"to": "x@y.z", "body": "hi"})), "Sent."])
     agent = create_react_agent(model, [send_email], checkpointer=MemorySaver())
     agent.invoke({"messages": [("user", "mail")]}, cfg("edit"))
-    agent.invoke(Command(resume={"action": "edit", "edits": {"to": "boss@y.z", "body": "hi"}}),
-                 cfg("edit"))
+    out = agent.invoke(Command(resume={"action": "edit",
+                                       "edits": {"to": "boss@y.z", "body": "hi"}}), cfg("edit"))
     assert SENT == ["boss@y.z: hi"]
+    # the conversation shows the call that ran, not the one proposed
+    assert out["messages"][1].tool_calls[0]["args"] == {"to": "boss@y.z", "body": "hi"}
+    assert len(out["messages"]) == 4
+
+
+def test_an_edit_that_does_not_fit_the_tool_is_refused_and_asked_again():
+    SENT.clear()
+    model = ScriptedModel([calls(("send_email", {"to": "x@y.z", "body": "hi"})), "Sent."])
+    agent = create_react_agent(model, [send_email], checkpointer=MemorySaver(),
+                               approval_options={"assignee": "ops", "deadline": 3600})
+    out = agent.invoke({"messages": [("user", "mail")]}, cfg("bad-edit"))
+    assert out["__interrupt__"][0].value["assignee"] == "ops"
+    assert out["__interrupt__"][0].value["deadline"] is not None
+    out = agent.invoke(Command(resume={"action": "edit", "edits": {"to": 5}}), cfg("bad-edit"))
+    question = out["__interrupt__"][0].value
+    assert "edits do not fit the schema" in question["error"] and SENT == []
+    agent.invoke(Command(resume={"action": "approve"}), cfg("bad-edit"))
+    assert SENT == ["x@y.z: hi"]
 
 
 def test_approval_can_be_turned_off_or_named():

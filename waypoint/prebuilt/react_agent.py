@@ -106,6 +106,7 @@ def create_react_agent(
     retry: Any = None,
     budget: Any = None,
     approve_tools: Any = "effects",
+    approval_options: dict[str, Any] | None = None,
 ) -> Any:
     """Build and compile a tool-calling agent (see the module docstring).
 
@@ -115,12 +116,13 @@ def create_react_agent(
     a pydantic model or JSON schema (or `(prompt, schema)`) for `structured_response`.
     `retry`: the model node's `RetryPolicy`; `budget`: a `Budget` for every run;
     `approve_tools`: "effects" (default: tools with effect write/dangerous or
-    `requires_approval`), "dangerous", a list of tool names, True or False.
+    `requires_approval`), "dangerous", a list of tool names, True or False;
+    `approval_options`: `assignee`, `deadline`, `on_timeout`, `escalate_to` for each one.
     """
     if version not in ("v1", "v2"):
         raise ValueError(f"version must be 'v1' or 'v2', got {version!r}")
     tool_node = tools if isinstance(tools, ToolNode) else ToolNode(
-        list(tools), approve=_approval_rule(approve_tools))
+        list(tools), approve=_approval_rule(approve_tools), approval_options=approval_options)
     bound, raw_model = bind_model(model, tool_node.tools)
     schema = state_schema or (AgentStateWithStructuredResponse if response_format is not None
                               else AgentState)

@@ -119,7 +119,10 @@ class ToolNode:
     - `approve`: which calls wait for a person's decision (`waypoint.approve`) before
       they run: a `Tool -> bool` predicate, True (every call), or False (none, the
       default). Decisions are asked one at a time, in call order, before any call runs;
-      "edit" replaces the arguments, "reject" answers the model with the reason.
+      "edit" replaces the arguments (checked against the tool's argument schema, and
+      shown in the AI message too), "reject" answers the model with the reason.
+    - `approval_options`: passed to every `approve()`: `assignee`, `deadline`,
+      `on_timeout`, `escalate_to`, `actions`.
     """
 
     def __init__(
@@ -133,6 +136,7 @@ class ToolNode:
         messages_key: str = "messages",
         allowed: Callable[[Any], Iterable[str]] | None = None,
         approve: bool | Callable[[Tool], bool] = False,
+        approval_options: dict[str, Any] | None = None,
     ) -> None:
         if isinstance(tools, (Tool, str)) or callable(tools):
             raise ToolDefinitionError("ToolNode(tools) takes a list of tools")
@@ -159,6 +163,12 @@ class ToolNode:
             raise ValueError(f"ToolNode: approve must be True, False or a Tool -> bool "
                              f"function, got {approve!r}")
         self.approve = approve
+        allowed_options = {"assignee", "deadline", "on_timeout", "escalate_to", "actions"}
+        unknown = set(approval_options or {}) - allowed_options
+        if unknown:
+            raise ValueError(f"ToolNode: unknown approval option(s) {sorted(unknown)} "
+                             f"(known: {', '.join(sorted(allowed_options))})")
+        self.approval_options = dict(approval_options or {})
 
     @property
     def tools(self) -> list[Tool]:
@@ -185,7 +195,7 @@ class ToolNode:
         if not calls:
             return [] if as_list else {self.messages_key: []}
         allowed = None if self.allowed is None else set(self.allowed(state))
-        verdicts = self._ask_approvals(calls)
+        verdicts, edited = self._ask_approvals(calls)
         outcomes = await asyncio.gather(
             *(self._answer(call, state, allowed) if verdict is None else _as_result(verdict)
               for call, verdict in zip(calls, verdicts, strict=True)),
@@ -197,6 +207,9 @@ class ToolNode:
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
+        if edited and not as_list:
+            return self._combine(outcomes, as_list,
+                                 _with_calls(self._last_message(state), calls))
         return self._combine(outcomes, as_list)
 
     # -- approvals --------------------------------------------------------------------------
@@ -207,9 +220,16 @@ class ToolNode:
             return False
         return True if self.approve is True else bool(self.approve(found))
 
-    def _ask_approvals(self, calls: list[Any]) -> list[ToolMessage | None]:
-        """In call order: rewrite edited calls in place; a rejection's answer, or None."""
+    def _last_message(self, state: Any) -> Any:
+        messages = (state.get(self.messages_key) if isinstance(state, dict)
+                    else getattr(state, self.messages_key))
+        return messages[-1]
+
+    def _ask_approvals(self, calls: list[Any]) -> tuple[list[ToolMessage | None], bool]:
+        """In call order: rewrite edited calls in place; a rejection's answer, or None;
+        and whether any call was edited."""
         verdicts: list[ToolMessage | None] = []
+        edited = False
         for index, call in enumerate(calls):
             name, args, call_id = _call_parts(call)
             if not self._needs_approval(name):
@@ -221,10 +241,14 @@ class ToolNode:
             decision = approve(
                 {"tool": name, "args": args, "tool_call_id": call_id,
                  "description": found.description, "effect": found.effect},
-                schema=found.parameters)
-            if decision.action == "edit" and isinstance(decision.edits, dict):
-                calls[index] = {"name": name, "args": decision.edits, "id": call_id,
+                schema=found.args_model, **self.approval_options)
+            if decision.action == "edit" and decision.edits is not None:
+                edits = decision.edits
+                if hasattr(edits, "model_dump"):  # validated against the tool's arguments
+                    edits = edits.model_dump(mode="json", by_alias=True, exclude_unset=True)
+                calls[index] = {"name": name, "args": edits, "id": call_id,
                                 "type": "tool_call"}
+                edited = True
             if decision.approved:
                 verdicts.append(None)
                 continue
@@ -233,7 +257,7 @@ class ToolNode:
                 f"The call to {name} was not approved{reason}. Do not retry it unchanged.",
                 tool_call_id=call_id, name=name,
                 additional_kwargs={"status": "error", "error_type": "rejected"}))
-        return verdicts
+        return verdicts, edited
 
     # -- reading the input ------------------------------------------------------------------
 
@@ -365,11 +389,30 @@ class ToolNode:
             text, tool_call_id=call_id, name=name if isinstance(name, str) else None,
             additional_kwargs={"status": "error", "error_type": kind})
 
-    def _combine(self, outcomes: list[Any], as_list: bool) -> Any:
+    def _combine(self, outcomes: list[Any], as_list: bool, first: Any = None) -> Any:
+        """The answers; `first` (the AI message with edited calls) replaces the original."""
+        lead = [] if first is None else [first]
         if not any(isinstance(o, Command) for o in outcomes):
-            return list(outcomes) if as_list else {self.messages_key: list(outcomes)}
-        return [o if isinstance(o, Command) else Command(update={self.messages_key: [o]})
-                for o in outcomes]
+            return list(outcomes) if as_list else {self.messages_key: [*lead, *outcomes]}
+        commands = [o if isinstance(o, Command) else Command(update={self.messages_key: [o]})
+                    for o in outcomes]
+        return [Command(update={self.messages_key: lead}), *commands] if lead else commands
+
+
+def _with_calls(message: Any, calls: list[Any]) -> Any:
+    """A copy of the AI message (same id, so it replaces it) carrying the edited calls."""
+    tool_calls = []
+    for call in calls:
+        name, args, call_id = _call_parts(call)
+        tool_calls.append({"name": name, "args": args if isinstance(args, dict) else {},
+                           "id": call_id, "type": "tool_call"})
+    if isinstance(message, Message):
+        return type(message)(message.content, id=message.id, name=message.name,
+                             tool_calls=tool_calls,
+                             additional_kwargs=message.additional_kwargs,
+                             response_metadata=message.response_metadata,
+                             usage_metadata=message.usage_metadata)
+    return message.model_copy(update={"tool_calls": tool_calls})  # a LangChain message
 
 
 def _scoped(scope: str | None, fn: Callable[..., Any], positional: list[Any],
