@@ -313,131 +313,190 @@ def test_resilient_cli_falls_back(tmp_path, capsys, monkeypatch):
 
 
 # =========================================================================================
-# agent_template.py (seed 004)
+# agent_template.py (seed 004): create_react_agent with an approval before the refund
 # =========================================================================================
-
-TOOLS_FAST = RetryPolicy(initial_interval=0, jitter=False, max_attempts=2)
 
 
 def _agent(saver, tmp_path, *, model=None, orders_down=False, max_turns=agt.MAX_TURNS,
-           request=agt.DEFAULT_REQUEST):
+           request=agt.DEFAULT_REQUEST, budget=agt.BUDGET):
     model = model or agt.make_model("scripted")
-    app = agt.build_graph(model, saver, max_turns=max_turns, model_retry=FAST,
-                          tools_retry=TOOLS_FAST)
-    config = {**_config("agent"), "recursion_limit": agt.RECURSION_LIMIT}
+    app = agt.build_agent(model, saver, retry=FAST, budget=budget)
+    config = agt.run_config(f"agent-{uuid.uuid4().hex[:8]}", max_turns)
     log = tmp_path / "agent.log"
-    app.invoke({"messages": [HumanMessage(request)], "turns": 0,
+    app.invoke({"messages": [HumanMessage(request)],
                 "sim": {"log": str(log), "orders_down": orders_down}}, config)
-    return app, config, log
+    return app, config, log, model
 
 
 def _refunds(log, config):
     return [r for r in agt.read_log(log, _thread(config)) if r[2] == "refund issued"]
 
 
-def test_risky_tool_waits_for_approval_and_runs_once(saver, tmp_path):
-    app, config, log = _agent(saver, tmp_path)
+def _tool_results(messages, name):
+    return [m for m in messages if isinstance(m, ToolMessage) and m.name == name]
+
+
+def test_tool_loop_pauses_before_the_refund_and_approval_runs_it_once(saver, tmp_path):
+    app, config, log, model = _agent(saver, tmp_path)
+    # The loop ran: lookup (no approval needed), then the refund call, which waits.
+    state = app.get_state(config)
+    assert state.next == ("tools",)
+    [lookup] = _tool_results(state.values["messages"], "lookup_order")
+    assert json.loads(lookup.text)["amount_usd"] == 89.0
     request = _approval(app, config)
     assert request["request"]["tool"] == "refund_order"
-    assert request["request"]["args"]["amount_usd"] == 89.0
-    assert request["assignee"] == "support-lead"
-    assert _refunds(log, config) == []  # not before the decision
+    assert request["request"]["effect"] == "dangerous"
+    assert request["request"]["args"] == {"order_id": "A-1001", "amount_usd": 89.0,
+                                          "reason": "item arrived damaged"}
+    assert request["actions"] == ["approve", "reject", "edit"]
+    assert request["schema"]["properties"]["amount_usd"]["maximum"] == 500
+    assert [p.id for p in saver.list_pending_approvals(_thread(config))] == [
+        request["approval_id"]]
+    assert _refunds(log, config) == []  # nothing paid before the decision
+    assert len(model.requests) == 2
 
     out = app.invoke(Command(resume={"action": "approve", "by": "erin"}), config)
     assert len(_refunds(log, config)) == 1
-    assert out["outcome"] == "answered"
-    assert "$89.00" in out["messages"][-1].text
-    refund_results = [m for m in out["messages"]
-                      if isinstance(m, ToolMessage) and m.name == "refund_order"]
-    assert len(refund_results) == 1 and "rf-" in refund_results[0].text
+    assert agt.outcome(out["messages"]) == "answered"
+    assert out["messages"][-1].text.startswith("Done: $89.00 for order A-1001")
+    [refund] = _tool_results(out["messages"], "refund_order")
+    assert "rf-" in refund.text
+    assert [e.status for e in saver.list_effects(_thread(config))] == ["done"]
+    assert saver.get_approval(_thread(config), request["approval_id"]).decision["by"] == "erin"
     app.invoke(None, config)  # a finished thread does nothing more
-    assert len(_refunds(log, config)) == 1
+    assert len(_refunds(log, config)) == 1 and len(model.requests) == 3
 
 
-def test_rejected_risky_tool_does_not_run_and_the_agent_is_told(saver, tmp_path):
-    app, config, log = _agent(saver, tmp_path)
+def test_rejected_refund_does_not_run_and_the_model_is_told(saver, tmp_path):
+    app, config, log, model = _agent(saver, tmp_path)
     out = app.invoke(Command(resume={"action": "reject", "by": "erin",
                                      "comment": "outside the refund window"}), config)
     assert _refunds(log, config) == []
-    told = [m for m in out["messages"] if isinstance(m, ToolMessage)
-            and m.additional_kwargs.get("status") == "rejected"]
-    assert len(told) == 1 and "outside the refund window" in told[0].text
-    assert out["outcome"] == "answered"
+    [told] = _tool_results(out["messages"], "refund_order")
+    assert told.additional_kwargs["error_type"] == "rejected"
+    assert "not approved: outside the refund window" in told.text
+    # The model's next call saw the rejection, and it answered the customer.
+    assert any(isinstance(m, ToolMessage) and "outside the refund window" in m.text
+               for m in model.requests[-1].messages)
     assert "declined" in out["messages"][-1].text
-    assert out["turns"] == 3  # the rejection went back to the agent, which answered
+    assert agt.outcome(out["messages"]) == "answered" and len(model.requests) == 3
 
 
-def test_approver_can_edit_the_risky_call(saver, tmp_path):
-    app, config, log = _agent(saver, tmp_path)
+def test_approver_edit_changes_the_refund_arguments(saver, tmp_path):
+    app, config, log, _model = _agent(saver, tmp_path)
     args = _approval(app, config)["request"]["args"]
     out = app.invoke(Command(resume={"action": "edit", "by": "erin",
                                      "edits": {**args, "amount_usd": 40}}), config)
-    refunds = _refunds(log, config)
-    assert len(refunds) == 1 and "$40.00" in refunds[0][3]
-    assert "$40.00" in out["messages"][-1].text
+    [refund] = _refunds(log, config)
+    assert "$40.00" in refund[3]
+    assert json.loads(_tool_results(out["messages"], "refund_order")[0].text)[
+        "amount_usd"] == 40
+    assert out["messages"][-1].text.startswith("Done: $40.00")
 
 
-def test_tool_failure_goes_to_the_error_node(saver, tmp_path):
-    app, config, log = _agent(saver, tmp_path, orders_down=True)
+def test_orders_down_becomes_a_message_not_a_crash(saver, tmp_path):
+    app, config, log, _model = _agent(saver, tmp_path, orders_down=True)
     state = app.get_state(config)
-    values = state.values
-    assert state.next == ()
-    assert values["outcome"] == "failed"
-    assert "ConnectionError" in values["error"] and "tools failed after 2" in values["error"]
-    assert values["messages"][-1].text.startswith("Sorry, I could not finish")
-    lookups = [r for r in agt.read_log(log, _thread(config)) if r[2] == "order lookup failed"]
-    assert len(lookups) == 2  # the node's retry policy tried twice
+    assert state.next == () and not state.interrupts
+    [failed] = _tool_results(state.values["messages"], "lookup_order")
+    assert failed.additional_kwargs["status"] == "error"
+    assert "ConnectionError" in failed.text and "after 2 attempts" in failed.text
+    assert state.values["messages"][-1].text.startswith("Sorry, our order system")
+    events = [r[2] for r in agt.read_log(log, _thread(config))]
+    assert events == ["order lookup failed"] * 2  # the tool's own retry, then the message
     assert _refunds(log, config) == []
 
 
 def test_bad_tool_arguments_go_back_to_the_model(saver, tmp_path):
-    calls = iter([{"tool": "lookup_order", "args": {"order_id": "1001"}},
-                  {"tool": "lookup_order", "args": {"order_id": "A-1001"}},
-                  {"tool": "none", "answer": "Your order was delivered."}])
-    model = ScriptedModel([lambda request: json.dumps(next(calls))], cycle=True)
-    app, config, _log = _agent(saver, tmp_path, model=model)
-    values = app.get_state(config).values
-    errors = [m for m in values["messages"] if isinstance(m, ToolMessage)
-              and m.additional_kwargs.get("status") == "error"]
-    assert len(errors) == 1 and "order_id" in errors[0].text
-    assert values["outcome"] == "answered" and values["turns"] == 3
+    model = ScriptedModel([
+        {"tool_calls": [{"name": "lookup_order", "args": {"order_id": "1001"}}]},
+        {"tool_calls": [{"name": "lookup_order", "args": {"order_id": "A-1001"}}]},
+        "Your order A-1001 was delivered."])
+    app, config, log, _model = _agent(saver, tmp_path, model=model)
+    messages = app.get_state(config).values["messages"]
+    bad, good = _tool_results(messages, "lookup_order")
+    assert bad.additional_kwargs["error_type"] == "invalid_arguments"
+    assert "order_id" in bad.text and "corrected arguments" in bad.text
+    assert json.loads(good.text)["status"] == "delivered"
+    assert [r[2] for r in agt.read_log(log, _thread(config))] == ["order looked up"]
+    assert agt.outcome(messages) == "answered"
 
 
-def test_model_failure_is_retried_then_goes_to_the_error_node(saver, tmp_path):
+def test_a_greeting_is_answered_without_tools(saver, tmp_path):
+    app, config, log, model = _agent(saver, tmp_path, request="Hello there!")
+    messages = app.get_state(config).values["messages"]
+    assert [m.type for m in messages] == ["human", "ai"]
+    assert messages[-1].text.startswith("Hello!") and len(model.requests) == 1
+    assert agt.read_log(log, _thread(config)) == []
+
+
+def test_model_failure_is_retried_then_fails_the_run(saver, tmp_path):
     from waypoint.models import ModelUnavailable
 
     model = ScriptedModel([ModelUnavailable("down", model="m")], cycle=True)
-    app, config, _log = _agent(saver, tmp_path, model=model)
-    values = app.get_state(config).values
+    with pytest.raises(ModelUnavailable):
+        _agent(saver, tmp_path, model=model)
     assert len(model.requests) == FAST.max_attempts
-    assert values["outcome"] == "failed" and "agent failed after 4" in values["error"]
 
 
-def test_the_loop_limit_bounds_a_model_that_never_stops(saver, tmp_path):
+def test_the_turn_limit_stops_a_model_that_never_stops(saver, tmp_path):
     # A model that keeps making the same bad call (the error goes back to it each time).
-    model = ScriptedModel([{"tool": "lookup_order", "args": {"order_id": "1002"}}],
-                          cycle=True)
-    app, config, _log = _agent(saver, tmp_path, model=model, max_turns=3)
-    values = app.get_state(config).values
-    assert values["turns"] == 3
-    assert values["outcome"] == "failed" and "loop limit" in values["error"]
-    assert isinstance(values["messages"][-1], AIMessage)
-    assert values["messages"][-1].text.startswith("Sorry, I could not finish")
-
-
-def test_a_tool_that_answered_is_not_offered_again(saver, tmp_path):
-    app, config, _log = _agent(saver, tmp_path)
+    model = ScriptedModel([{"tool_calls": [{"name": "lookup_order",
+                                            "args": {"order_id": "1002"}}]}], cycle=True)
+    app, config, _log, _model = _agent(saver, tmp_path, model=model, max_turns=3)
     messages = app.get_state(config).values["messages"]
-    assert [t.name for t in agt.offered_tools(messages[:1])] == ["lookup_order", "refund_order"]
-    assert [t.name for t in agt.offered_tools(messages)] == ["refund_order"]
-    app.invoke(Command(resume={"action": "reject", "by": "erin"}), config)
-    messages = app.get_state(config).values["messages"]
-    assert agt.offered_tools(messages) == []
-    assert "Already called: lookup_order, refund_order" in agt.transcript(messages)
+    assert len(model.requests) == 3
+    assert agt.outcome(messages) == "loop limit"
+    assert isinstance(messages[-1], AIMessage) and not messages[-1].tool_calls
 
 
-def test_agent_cli_runs_the_template(tmp_path, capsys):
+def test_the_thread_budget_holds_across_the_approval_pause(saver, tmp_path):
+    from waypoint import Budget, BudgetExceeded
+
+    budget = Budget(max_model_calls=2, on_exceed="fail", scope="thread")
+    app, config, log, model = _agent(saver, tmp_path, budget=budget)
+    assert _approval(app, config)["request"]["tool"] == "refund_order"  # 2 calls so far
+    with pytest.raises(BudgetExceeded, match="max_model_calls"):
+        app.invoke(Command(resume={"action": "approve"}), config)
+    assert len(model.requests) == 2 and len(_refunds(log, config)) == 1
+
+
+def test_agent_cli_approves_and_reports(tmp_path, capsys):
     db, log = str(tmp_path / "a.db"), str(tmp_path / "a.log")
     assert agt.main(["--model", "scripted", "--approve", "--db", db, "--log", log]) == 0
     out = capsys.readouterr().out
-    assert "[effect] refund ran" in out and "outcome: answered" in out
+    assert '[agent] calls lookup_order {"order_id": "A-1001"}' in out
+    assert "[approval] approve by" in out and "[effect] refund ran" in out
+    assert "outcome: answered after 3 model call(s)" in out
+    assert "refund issued" in out
+
+
+def test_agent_cli_pauses_then_decides_later_by_thread_id(tmp_path, capsys):
+    db, log = str(tmp_path / "a.db"), str(tmp_path / "a.log")
+    assert agt.main(["--model", "scripted", "--db", db, "--log", log]) == 0
+    out = capsys.readouterr().out
+    assert "Paused and stored" in out
+    thread = out.split("--thread-id ")[1].split()[0]
+    assert agt.read_log(log, thread) and not [
+        r for r in agt.read_log(log, thread) if r[2] == "refund issued"]
+    assert agt.main(["--model", "scripted", "--thread-id", thread, "--edit-amount", "900",
+                     "--db", db]) == 2
+    assert "amount_usd" in capsys.readouterr().err
+    assert agt.main(["--model", "scripted", "--thread-id", thread, "--reject", "--comment",
+                     "too late", "--db", db]) == 0
+    out = capsys.readouterr().out
+    assert "not approved: too late" in out and "outcome: answered" in out
+    assert not [r for r in agt.read_log(log, thread) if r[2] == "refund issued"]
+
+
+def test_agent_cli_reports_a_model_that_fails_for_good(tmp_path, capsys, monkeypatch):
+    from waypoint.models import ModelUnavailable
+
+    monkeypatch.setattr(agt, "MODEL_RETRY", FAST)
+    monkeypatch.setattr(agt, "make_model", lambda *a, **k: ScriptedModel(
+        [ModelUnavailable("connection refused", model="m")], cycle=True))
+    code = agt.main(["--model", "scripted", "--db", str(tmp_path / "a.db"),
+                     "--log", str(tmp_path / "a.log")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "the run failed: ModelUnavailable" in err and "--thread-id agent-" in err

@@ -77,21 +77,29 @@ def _tokens(parts: list[Any], node: str) -> list[dict[str, Any]]:
             if p.event == "messages" and p.data[1]["langgraph_node"] == node]
 
 
-async def test_question_streams_the_reply_token_by_token(server: Any) -> None:
+async def test_question_streams_tool_calls_and_the_reply_token_by_token(server: Any) -> None:
     client = server.client()
     thread = (await client.threads.create())["thread_id"]
     parts = await _collect(client.runs.stream(
         thread, "agent", stream_mode=STREAM,
         input={"messages": [{"role": "user", "content": "Where is my order A-1002?"}]}))
-    reply = _tokens(parts, "respond")
+    streamed = _tokens(parts, "agent")
+    # The tool call arrives as a message chunk of the agent node, its result from `tools`.
+    calls = [c for c in streamed if c.get("tool_calls")]
+    assert [c["tool_calls"][0]["name"] for c in calls] == ["lookup_order"]
+    [result] = _tokens(parts, "tools")
+    assert result["type"] == "tool" and result["tool_call_id"] == calls[0]["tool_calls"][0]["id"]
+    reply = [c for c in streamed if c["content"]]
     assert len(reply) > 3  # several chunks, not one block
     final = [p.data for p in parts if p.event == "values"][-1]
     last = final["messages"][-1]
     assert "".join(c["content"] for c in reply) == last["content"]
     assert last["content"] == "Your order A-1002 (phone charger) is in transit."
     assert {c["id"] for c in reply} == {last["id"]}  # chunks and message share the id
+    # The state is create_react_agent's conversation, as a chat UI renders it.
     assert [m["type"] for m in final["messages"]] == ["human", "ai", "tool", "ai"]
-    assert final["messages"][1]["tool_calls"][0]["name"] == "lookup_order"
+    assert final["messages"][1]["tool_calls"][0]["args"] == {"order_id": "A-1002"}
+    assert final["messages"][2]["tool_call_id"] == final["messages"][1]["tool_calls"][0]["id"]
     assert "__interrupt__" not in final and refunds(server, thread) == []
 
 
@@ -101,21 +109,22 @@ async def test_refund_waits_for_approval_then_runs_once(server: Any) -> None:
     parts = await _collect(client.runs.stream(
         thread, "agent", stream_mode=STREAM,
         input={"messages": [{"role": "user", "content": REFUND}]}))
-    assert any(p.event == "messages" for p in parts)
+    assert [c["tool_calls"][0]["name"] for c in _tokens(parts, "agent")
+            if c.get("tool_calls")] == ["lookup_order", "refund_order"]
     paused = [p.data for p in parts if p.event == "values"][-1]
     asked = paused["__interrupt__"][0]["value"]
-    assert asked["kind"] == "approval" and asked["assignee"] == "support-lead"
+    assert asked["kind"] == "approval" and asked["request"]["tool"] == "refund_order"
     assert asked["request"]["args"] == {"order_id": "A-1001", "amount_usd": 89.0,
                                         "reason": "item arrived damaged"}
+    assert asked["request"]["tool_call_id"] == paused["messages"][-1]["tool_calls"][0]["id"]
     assert (await client.threads.get(thread))["status"] == "interrupted"
     assert refunds(server, thread) == []  # nothing paid before a person decided
 
     http = server.http()
-    inbox = http.get("/approvals", params={"assignee": "support-lead",
-                                           "thread_id": thread}).json()
+    inbox = http.get("/approvals", params={"thread_id": thread}).json()
     assert [a["status"] for a in inbox] == ["pending"]
     approval = inbox[0]["approval_id"]
-    assert approval == asked["approval_id"]
+    assert approval == asked["approval_id"] and inbox[0]["graph_id"] == "agent"
     assert inbox[0]["actions"] == ["approve", "reject", "edit"]
     assert inbox[0]["response_schema"]["properties"]["amount_usd"]["maximum"] == 500
 
@@ -157,7 +166,7 @@ async def test_resume_command_streams_reply_and_reject_pays_nothing(server: Any)
     parts = await _collect(client.runs.stream(
         approved, "agent", stream_mode=STREAM,
         command={"resume": {"action": "approve", "by": "ada"}}))
-    reply = "".join(c["content"] for c in _tokens(parts, "respond"))
+    reply = "".join(c["content"] for c in _tokens(parts, "agent"))
     assert reply.startswith("Done: $89.00 for order A-1001")
     assert len(refunds(server, approved)) == 1
 
@@ -166,8 +175,10 @@ async def test_resume_command_streams_reply_and_reject_pays_nothing(server: Any)
         command={"resume": {"action": "reject", "by": "ada", "comment": "too late"}}))
     messages = [p.data for p in parts if p.event == "values"][-1]["messages"]
     assert messages[-2]["type"] == "tool"
-    assert messages[-2]["content"].startswith("REJECTED by ada: too late")
-    assert messages[-1]["content"].startswith("I'm sorry, I can't refund order A-1001")
+    assert messages[-2]["content"].startswith("The call to refund_order was not approved: "
+                                              "too late")
+    assert messages[-2]["additional_kwargs"]["error_type"] == "rejected"
+    assert messages[-1]["content"].startswith("I'm sorry, I can't refund this order")
     assert refunds(server, rejected) == []
     history = server.http().get("/approvals", params={"thread_id": rejected,
                                                       "status": "all"}).json()
@@ -185,7 +196,7 @@ def test_chat_client_script_pauses_then_decides_later(server: Any) -> None:
     assert first.returncode == 0, first.stderr
     out = first.stdout
     assert "  [agent] calls lookup_order {\"order_id\": \"A-1001\"}" in out
-    assert "[approval " in out and "waits for support-lead" in out
+    assert "[approval " in out and "refund_order" in out and "waits for a decision" in out
     assert "paused; the thread waits on the server" in out
     thread = out.split("--thread-id ")[1].split()[0]
     assert refunds(server, thread) == []

@@ -5,9 +5,9 @@ This is the frontend side of seed 004's `/chat` + `/approve` backend, talking to
 `waypoint serve --config examples/chat_service/langgraph.json`. It needs `langgraph-sdk`,
 not waypoint: anything that speaks LangGraph's Agent Server API could do the same.
 
-* the message is sent as a run streamed with `messages-tuple` (the reply's tokens, printed
-  as they arrive) and `values` (the whole state after each step: the tool calls and their
-  results are printed from it);
+* the message is sent as a run streamed with `messages-tuple` (the agent's tool calls and
+  the reply's tokens, printed as they arrive, and the tools' results) and `values` (the
+  whole conversation after each step, and a pending approval);
 * if the state carries `__interrupt__` with an approval, the refund waits for a person. Pass
   `--approve`, `--reject` or `--edit-amount` to decide now; without one, the thread stays
   paused (durably, on the server) and the script prints how to decide later;
@@ -39,7 +39,8 @@ STREAM = ["messages-tuple", "values"]
 
 class Printer:
     """Turns stream parts into lines: the reply's tokens live, then each new message of the
-    state once (the `values` snapshots repeat the whole conversation every step)."""
+    state once (the `values` snapshots repeat the whole conversation every step). Tool calls
+    and results are printed from the state, where they are complete."""
 
     def __init__(self, seen: int) -> None:
         self.seen = seen  # messages of the thread already shown
@@ -50,8 +51,8 @@ class Printer:
     def part(self, event: str, data: Any) -> None:
         if event == "messages":
             chunk, meta = data
-            if meta.get("langgraph_node") != "respond" or not chunk.get("content"):
-                return  # the agent's JSON decisions stream too; a UI shows replies only
+            if meta.get("langgraph_node") != "agent" or not chunk.get("content"):
+                return  # tool calls and results: printed from the state below
             if not self.open_line:
                 print("agent: ", end="")
                 self.open_line = True
@@ -72,7 +73,8 @@ class Printer:
                 for call in message["tool_calls"]:
                     print(f"  [agent] calls {call['name']} {json.dumps(call['args'])}")
             elif kind == "tool":
-                rejected = (message.get("additional_kwargs") or {}).get("status") == "rejected"
+                rejected = (message.get("additional_kwargs") or {}).get(
+                    "error_type") == "rejected"
                 print(f"  [{'approval' if rejected else 'tools'}] {message.get('name')} -> "
                       f"{str(message['content'])[:110]}")
             elif kind == "ai" and message.get("id") not in self.streamed:
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         request = asked["request"]
         print(f"[approval {asked['approval_id']}] {request['tool']} "
-              f"{json.dumps(request['args'])} waits for {asked['assignee']}")
+              f"{json.dumps(request['args'])} waits for {asked.get('assignee') or 'a decision'}")
         decision = decision_of(args, request)
         if decision is None:
             print(f"paused; the thread waits on the server. Decide later with:\n  python "
