@@ -153,3 +153,53 @@ def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.05) ->
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout} s")
         time.sleep(interval)
+
+
+class WorkerProcess:
+    """`waypoint worker` on the same config and PostgreSQL as a `ServerProcess`."""
+
+    def __init__(self, server: ServerProcess, concurrency: int = 4) -> None:
+        self.server = server
+        self.concurrency = concurrency
+        self.proc: subprocess.Popen[str] | None = None
+        self.log: list[str] = []
+
+    def start(self, timeout: float = 60.0) -> WorkerProcess:
+        server = self.server
+        assert server.postgres, "workers share the queue through PostgreSQL"
+        args = [sys.executable, "-m", "waypoint.cli", "worker", "--config",
+                str(server.workdir / "langgraph.json"), "--postgres", server.postgres,
+                "--concurrency", str(self.concurrency), "--log-level", "warning"]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)]),
+               **server.env}
+        self.proc = subprocess.Popen(args, cwd=server.workdir, stderr=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL, text=True, env=env)
+        ready = threading.Event()
+
+        def read() -> None:
+            assert self.proc is not None and self.proc.stderr is not None
+            for line in self.proc.stderr:
+                self.log.append(line)
+                if "waypoint worker" in line:
+                    ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not ready.wait(timeout):
+            self.kill()
+            raise RuntimeError("waypoint worker did not start:\n" + "".join(self.log))
+        return self
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(30)

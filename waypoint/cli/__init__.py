@@ -5,14 +5,15 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from . import draw, serve, timers
+from . import draw, serve, timers, worker
 
 app = typer.Typer(name="waypoint", no_args_is_help=True, add_completion=False,
-                  help="Durable agent workflows: draw graphs, fire timers, serve the API.",
+                  help="Durable agent workflows: draw graphs, fire timers, serve, run workers.",
                   pretty_exceptions_show_locals=False)
 app.command("draw")(draw.draw)
 app.command("timers")(timers.timers)
 app.command("serve")(serve.serve)
+app.command("worker")(worker.worker)
 
 
 def _version(value: bool) -> None:

@@ -28,6 +28,7 @@ from .execute import execute, final_state
 if TYPE_CHECKING:
     from ..context import Service
 
+CANCEL_POLL_SECONDS = 0.5
 log = logging.getLogger("waypoint.service.runs")
 
 class WorkerPool:
@@ -54,6 +55,9 @@ class WorkerPool:
         if self.concurrency:
             self._tasks.append(asyncio.create_task(self._dispatch(), name="waypoint-dispatch"))
             self._tasks.append(asyncio.create_task(self._renew(), name="waypoint-leases"))
+            if self.service.settings.postgres:  # API processes elsewhere mark cancels
+                self._tasks.append(asyncio.create_task(self._watch_cancels(),
+                                                       name="waypoint-cancels"))
 
     def notify(self) -> None:
         """A run was created or freed a thread: look at the queue now."""
@@ -128,6 +132,23 @@ class WorkerPool:
         except TimeoutError:
             pass
         self._wakeup.clear()
+
+    async def _watch_cancels(self) -> None:
+        """Stop runs executing here that another process asked to cancel (within about
+        half a second): the API process only marks the row."""
+        while True:
+            await asyncio.sleep(CANCEL_POLL_SECONDS)
+            ids = [run_id for run_id, task in self.active.items() if not task.done()]
+            if not ids:
+                continue
+            try:
+                marked = await self.service.db.aread(
+                    lambda tx, ids=ids: run_table.cancel_requests(tx, ids))
+            except Exception:
+                log.exception("looking for cancelled runs failed")
+                continue
+            for run_id, action in marked:
+                self.stop(run_id, action)
 
     async def _renew(self) -> None:
         """Extend this worker's leases, and take back runs whose worker stopped renewing

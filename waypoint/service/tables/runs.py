@@ -163,6 +163,16 @@ def next_due(tx: Tx) -> float | None:
     return row[0] if row and row[0] is not None else None
 
 
+def cancel_requests(tx: Tx, run_ids: list[str]) -> list[tuple[str, str]]:
+    """(run id, action) of the given runs that someone asked to cancel."""
+    if not run_ids:
+        return []
+    marks = ", ".join("?" for _ in run_ids)
+    return [(row[0], row[1]) for row in tx.all(
+        f"SELECT run_id, cancel_action FROM waypoint_runs WHERE run_id IN ({marks}) AND "
+        f"cancel_action IS NOT NULL", run_ids)]
+
+
 def renew(tx: Tx, worker: str, run_ids: list[str], until: float) -> list[str]:
     """Extend this worker's leases; returns the runs it no longer holds."""
     lost: list[str] = []
