@@ -58,6 +58,8 @@ class WorkerPool:
             if self.service.settings.postgres:  # API processes elsewhere mark cancels
                 self._tasks.append(asyncio.create_task(self._watch_cancels(),
                                                        name="waypoint-cancels"))
+                self._tasks.append(asyncio.create_task(self._listen(),
+                                                       name="waypoint-listen"))
 
     def notify(self) -> None:
         """A run was created or freed a thread: look at the queue now."""
@@ -87,7 +89,9 @@ class WorkerPool:
         task = self.active.get(run_id)
         if task is None or task.done():
             return False
-        self.stop_reasons.setdefault(run_id, reason)
+        if run_id in self.stop_reasons:  # already stopping: a second cancel() would cut
+            return True                  # short the step it lets finish
+        self.stop_reasons[run_id] = reason
         task.cancel()
         return True
 
@@ -132,6 +136,43 @@ class WorkerPool:
         except TimeoutError:
             pass
         self._wakeup.clear()
+
+    async def _listen(self) -> None:
+        """LISTEN for other processes' runs and cancels, so a worker starts a run the API
+        accepted at once; the polls stay as the fallback for a lost notification."""
+        import psycopg
+
+        url = self.service.settings.postgres
+        delay = 0.5
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {run_table.QUEUE_CHANNEL}")
+                    await conn.execute(f"LISTEN {run_table.CANCEL_CHANNEL}")
+                    delay = 0.5
+                    self.notify()  # anything queued while nobody listened
+                    async for note in conn.notifies():
+                        if note.channel == run_table.CANCEL_CHANNEL:
+                            self._cancel_marked(note.payload)
+                        else:
+                            self.notify()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database restarted, say: listen again
+                log.warning("listening for runs failed (%s); polling until it is back",
+                            type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _cancel_marked(self, run_id: str) -> None:
+        if run_id in self.active:
+            self.service.spawn(self._stop_marked(run_id))
+
+    async def _stop_marked(self, run_id: str) -> None:
+        marked = await self.service.db.aread(
+            lambda tx: run_table.cancel_requests(tx, [run_id]))
+        for marked_id, action in marked:
+            self.stop(marked_id, action)
 
     async def _watch_cancels(self) -> None:
         """Stop runs executing here that another process asked to cancel (within about

@@ -60,6 +60,17 @@ def _row(row: tuple[Any, ...]) -> Run:
                from_json(error))
 
 
+QUEUE_CHANNEL = "waypoint_runs"  # NOTIFY: a run may be claimable (created, freed, requeued)
+CANCEL_CHANNEL = "waypoint_cancels"  # NOTIFY with the run id: someone asked it to stop
+
+
+def _notify(tx: Tx, channel: str, payload: str = "") -> None:
+    """Wake listening workers in other processes when this transaction commits
+    (PostgreSQL only: an embedded SQLite server wakes its workers in-process)."""
+    if tx.dialect == "postgres":
+        tx.execute("SELECT pg_notify(?, ?)", (channel, payload))
+
+
 def insert(tx: Tx, run: Run) -> None:
     tx.execute(f"INSERT INTO waypoint_runs ({_COLUMNS}) VALUES "
                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?j, ?j, ?, ?, ?, ?, ?, ?, ?j)",
@@ -68,6 +79,7 @@ def insert(tx: Tx, run: Run) -> None:
                 to_json(run.metadata), to_json(run.kwargs), run.multitask_strategy,
                 run.temporary, run.attempt, run.worker, run.lease_until,
                 run.cancel_action, to_json(run.error)))
+    _notify(tx, QUEUE_CHANNEL)
 
 
 def get(tx: Tx, run_id: str, tenant: str | None, thread_id: str | None = None) -> Run | None:
@@ -194,12 +206,14 @@ def finish(tx: Tx, run_id: str, status: str, error: Any = None,
     tx.execute("UPDATE waypoint_runs SET status = ?, error = ?j, worker = NULL, "
                "lease_until = NULL, updated_at = ? WHERE run_id = ?",
                (status, to_json(error), now(), run_id))
+    _notify(tx, QUEUE_CHANNEL)  # its thread may have a queued run
 
 
 def requeue(tx: Tx, run_id: str) -> None:
     """Back to the queue (drained or orphaned); the next attempt resumes its checkpoint."""
     tx.execute("UPDATE waypoint_runs SET status = 'pending', worker = NULL, lease_until = NULL, "
                "updated_at = ? WHERE run_id = ? AND status = 'running'", (now(), run_id))
+    _notify(tx, QUEUE_CHANNEL)
 
 
 def recover_lapsed(tx: Tx, at: float, *, everything: bool = False) -> list[str]:
@@ -223,6 +237,7 @@ def request_cancel(tx: Tx, run_id: str, action: str) -> str | None:
         return None
     tx.execute("UPDATE waypoint_runs SET cancel_action = ?, updated_at = ? WHERE run_id = ?",
                (action, now(), run_id))
+    _notify(tx, CANCEL_CHANNEL, run_id)
     return row[0]
 
 
