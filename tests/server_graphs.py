@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import operator
 import os
+import signal
 import time
 from typing import Annotated, Any, TypedDict
 
@@ -230,3 +231,19 @@ def per_user(config: dict[str, Any]) -> Any:
     builder.add_edge(START, "mark")
     builder.add_edge("mark", END)
     return builder.compile()
+
+
+def _crash(state: State) -> dict[str, Any]:
+    """Kills the process running it, every time: a poison run."""
+    if state.get("side_file"):
+        with open(state["side_file"], "a") as out:
+            out.write("crashed\n")
+    os.kill(os.getpid(), signal.SIGKILL)
+    return {"items": ["never"]}
+
+
+_crasher = StateGraph(State)
+_crasher.add_node("crash", _crash)
+_crasher.add_edge(START, "crash")
+_crasher.add_edge("crash", END)
+crasher = _crasher.compile()

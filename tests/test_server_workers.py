@@ -90,3 +90,33 @@ def test_a_killed_workers_run_is_taken_over_and_its_effect_runs_once(tmp_path):
                 second.stop()
             first.kill()
             api.stop()
+
+
+def test_a_run_that_keeps_killing_its_workers_stops_as_a_poison_run(tmp_path):
+    with postgres_schema() as url:
+        api = _api(tmp_path, url, lease_seconds=1, max_takeovers=1)
+        side = tmp_path / "crashes.log"
+        workers = []
+        try:
+            with api.http() as http:
+                run = http.post("/runs", json={"assistant_id": "crasher",
+                                               "on_completion": "keep",
+                                               "input": {"side_file": str(side)}}).json()
+                path = f"/threads/{run['thread_id']}/runs/{run['run_id']}"
+                for crashes in (1, 2):  # each worker claims it and dies running it
+                    workers.append(WorkerProcess(api).start())
+                    wait_until(lambda n=crashes: side.exists()
+                               and side.read_text().count("crashed") >= n, timeout=30)
+                    wait_until(lambda w=workers[-1]: w.proc.poll() is not None)
+                workers.append(WorkerProcess(api).start())  # takes it back: over the limit
+                done = wait_until(lambda: (r := http.get(path).json())["status"] not in (
+                    "pending", "running") and r, timeout=30)
+                assert done["status"] == "error"
+                assert side.read_text().count("crashed") == 2
+                joined = http.get(path + "/join").json()
+                assert joined["__error__"]["error"] == "PoisonRun"
+                assert "limit 1" in joined["__error__"]["message"]
+        finally:
+            for worker in workers:
+                worker.kill()
+            api.stop()

@@ -64,6 +64,7 @@ class Settings(BaseModel):
     drain_timeout: float = Field(default=30.0, ge=0)
     lease_seconds: float = Field(default=30.0, gt=0)
     poll_interval: float = Field(default=1.0, gt=0)
+    max_takeovers: int = Field(default=5, ge=1)
     event_retention_hours: float = Field(default=24.0, gt=0)
     webhook_attempts: int = Field(default=5, ge=1, le=20)
 

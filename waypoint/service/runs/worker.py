@@ -47,8 +47,10 @@ class WorkerPool:
 
     async def start(self, *, recover_all: bool) -> None:
         """Put back runs that a dead process left running, then start claiming."""
-        recovered = await self.service.db.arun(
-            lambda tx: run_table.recover_lapsed(tx, time.time(), everything=recover_all))
+        recovered, poisoned = await self.service.db.arun(
+            lambda tx: run_table.recover_lapsed(tx, time.time(), everything=recover_all,
+                                                max_takeovers=self.max_takeovers))
+        await self._report_poisoned(poisoned)
         if recovered:
             log.warning("took back %d run(s) left running by a stopped server: %s",
                         len(recovered), ", ".join(recovered))
@@ -60,6 +62,16 @@ class WorkerPool:
                                                        name="waypoint-cancels"))
                 self._tasks.append(asyncio.create_task(self._listen(),
                                                        name="waypoint-listen"))
+
+    @property
+    def max_takeovers(self) -> int:
+        return self.service.settings.max_takeovers
+
+    async def _report_poisoned(self, runs: list[Any]) -> None:
+        for run in runs:
+            log.error("run %s failed as a poison run: %s", run.run_id,
+                      (run.error or {}).get("message"))
+            await self.service.refresh_thread(run.thread_id, run.graph_id)
 
     def notify(self) -> None:
         """A run was created or freed a thread: look at the queue now."""
@@ -198,8 +210,10 @@ class WorkerPool:
         while True:
             await asyncio.sleep(settings.lease_seconds / 3)
             try:
-                lapsed = await self.service.db.arun(
-                    lambda tx: run_table.recover_lapsed(tx, time.time()))
+                lapsed, poisoned = await self.service.db.arun(
+                    lambda tx: run_table.recover_lapsed(tx, time.time(),
+                                                        max_takeovers=self.max_takeovers))
+                await self._report_poisoned(poisoned)
             except Exception:
                 log.exception("looking for lapsed leases failed")
                 lapsed = []

@@ -216,18 +216,34 @@ def requeue(tx: Tx, run_id: str) -> None:
     _notify(tx, QUEUE_CHANNEL)
 
 
-def recover_lapsed(tx: Tx, at: float, *, everything: bool = False) -> list[str]:
+def recover_lapsed(tx: Tx, at: float, *, everything: bool = False,
+                   max_takeovers: int | None = None) -> tuple[list[str], list[Run]]:
     """Runs whose worker stopped renewing (or, at a single-process start, every running
-    run): back to pending."""
+    run) go back to pending: (requeued ids, runs failed as poison). A run taken back more
+    than `max_takeovers` times is likely what kills its workers: it fails instead."""
     if everything:
-        rows = tx.all("SELECT run_id FROM waypoint_runs WHERE status = 'running'")
+        rows = tx.all("SELECT run_id, takeovers FROM waypoint_runs WHERE status = 'running'")
     else:
-        rows = tx.all("SELECT run_id FROM waypoint_runs WHERE status = 'running' AND "
-                      "lease_until < ?", [at])
-    ids = [r[0] for r in rows]
-    for run_id in ids:
+        rows = tx.all("SELECT run_id, takeovers FROM waypoint_runs WHERE status = 'running' "
+                      "AND lease_until < ?", [at])
+    requeued: list[str] = []
+    poisoned: list[Run] = []
+    for run_id, takeovers in rows:
+        count = (takeovers or 0) + 1
+        tx.execute("UPDATE waypoint_runs SET takeovers = ? WHERE run_id = ?", (count, run_id))
+        if max_takeovers is not None and count > max_takeovers:
+            finish(tx, run_id, "error", {
+                "error": "PoisonRun",
+                "message": f"run {run_id} was stopped after its worker died {count} times "
+                           f"running it (limit {max_takeovers}): it may be what kills the "
+                           f"process; its last checkpoint is kept"})
+            found = get(tx, run_id, None)
+            if found is not None:
+                poisoned.append(found)
+            continue
         requeue(tx, run_id)
-    return ids
+        requeued.append(run_id)
+    return requeued, poisoned
 
 
 def request_cancel(tx: Tx, run_id: str, action: str) -> str | None:

@@ -124,6 +124,10 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (3, """
         ALTER TABLE waypoint_runs DROP COLUMN start_head;
     """),
+    # How often a run was taken back from a worker that died: poison runs stop at a limit.
+    (4, """
+        ALTER TABLE waypoint_runs ADD COLUMN takeovers INTEGER NOT NULL DEFAULT 0;
+    """),
 )
 
 
