@@ -70,9 +70,15 @@ async def write_events(service: Service) -> None:
 
 async def reap_temporary(service: Service) -> None:
     """Delete the threads of finished stateless runs (`on_completion="delete"`), many at
-    a time: a stateless run's answer was already given from memory."""
+    a time. In one process the answer was already given from memory; on PostgreSQL an API
+    process elsewhere may still have to read it from the thread, so the thread is kept a
+    few poll intervals."""
+    settings = service.settings
+    grace = 3 * settings.poll_interval + 2 if settings.postgres else None
     while True:
-        doomed = await service.db.aread(run_table.finished_temporary)
+        before = None if grace is None else time.time() - grace
+        doomed = await service.db.aread(
+            lambda tx, before=before: run_table.finished_temporary(tx, before))
         if not doomed:
             return
         await service.delete_thread_data(*doomed)

@@ -226,6 +226,13 @@ async def open_service(settings: Settings, *, start_workers: bool = True
         from .background import start_background, write_events
 
         start_background(service)
+        if settings.postgres:  # runs executed by other processes: follow them promptly
+            from .runs import notices
+
+            service.background.append(asyncio.create_task(notices.listen(
+                settings.postgres, (notices.RUN_EVENTS,),
+                lambda _channel, run_id: service.broker.poke(run_id)),
+                name="waypoint-follow-notices"))
         try:
             yield service
         finally:

@@ -99,6 +99,13 @@ class Broker:
         except TimeoutError:
             pass
 
+    def poke(self, run_id: str) -> None:
+        """Wake whoever waits on the run (its events or end were stored by another
+        process): they look again now instead of at their next poll."""
+        for waiter in self._openers.get(run_id, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+
     def unexpect(self, run_id: str, waiter: asyncio.Future[None]) -> None:
         waiters = self._openers.get(run_id)
         if waiters is not None and waiter in waiters:

@@ -22,6 +22,7 @@ from ..tables import events as event_table
 from ..tables import runs as run_table
 from ..tables import threads as thread_table
 from ..tables.runs import Run
+from . import notices
 from .broker import LiveRun, Outcome
 from .execute import execute, final_state
 
@@ -152,29 +153,14 @@ class WorkerPool:
     async def _listen(self) -> None:
         """LISTEN for other processes' runs and cancels, so a worker starts a run the API
         accepted at once; the polls stay as the fallback for a lost notification."""
-        import psycopg
+        def handle(channel: str, payload: str) -> None:
+            if channel == notices.CANCELS:
+                self._cancel_marked(payload)
+            else:
+                self.notify()
 
-        url = self.service.settings.postgres
-        delay = 0.5
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {run_table.QUEUE_CHANNEL}")
-                    await conn.execute(f"LISTEN {run_table.CANCEL_CHANNEL}")
-                    delay = 0.5
-                    self.notify()  # anything queued while nobody listened
-                    async for note in conn.notifies():
-                        if note.channel == run_table.CANCEL_CHANNEL:
-                            self._cancel_marked(note.payload)
-                        else:
-                            self.notify()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the database restarted, say: listen again
-                log.warning("listening for runs failed (%s); polling until it is back",
-                            type(exc).__name__)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+        await notices.listen(self.service.settings.postgres or "",
+                             (notices.QUEUE, notices.CANCELS), handle, self.notify)
 
     def _cancel_marked(self, run_id: str) -> None:
         if run_id in self.active:

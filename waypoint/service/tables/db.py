@@ -202,6 +202,13 @@ class PostgresDatabase(Database):
         self.pool.close()
 
 
+def notify(tx: Tx, channel: str, payload: str = "") -> None:
+    """Wake listeners in other processes when this transaction commits (PostgreSQL only:
+    an embedded SQLite server has no other process to wake)."""
+    if tx.dialect == "postgres":
+        tx.execute("SELECT pg_notify(?, ?)", (channel, payload))
+
+
 # -- JSON containment, the one place the dialects differ in a WHERE clause ----------------
 
 

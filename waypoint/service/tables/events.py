@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .db import Tx
+from .db import Tx, notify
 
 Event = tuple[str, int, int, str, bytes]  # (run_id, attempt, seq, event, data)
 
@@ -34,6 +34,8 @@ def append(tx: Tx, events: Sequence[Event], at: float) -> None:
         tx.execute_many("INSERT INTO waypoint_run_events (run_id, attempt, seq, event, data, "
                         "created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                         [(*event, at) for event in events])
+        for run_id in {event[0] for event in events}:
+            notify(tx, "waypoint_run_events", run_id)
 
 
 def read(tx: Tx, run_id: str, after: tuple[int, int] | None) -> list[tuple[int, int, str,

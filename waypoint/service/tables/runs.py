@@ -12,7 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from .common import iso, now, page, visible
-from .db import Tx, from_json, to_json
+from .db import Tx, from_json, notify, to_json
+
+# the channels of `waypoint.service.runs.notices` (tables do not import the runs layer)
+QUEUE_CHANNEL = "waypoint_runs"
+CANCEL_CHANNEL = "waypoint_cancels"
+RUN_EVENTS_CHANNEL = "waypoint_run_events"
 
 _COLUMNS = ("run_id, thread_id, tenant, assistant_id, graph_id, status, created_at, "
             "updated_at, not_before, metadata, kwargs, multitask_strategy, temporary, attempt, "
@@ -60,15 +65,6 @@ def _row(row: tuple[Any, ...]) -> Run:
                from_json(error))
 
 
-QUEUE_CHANNEL = "waypoint_runs"  # NOTIFY: a run may be claimable (created, freed, requeued)
-CANCEL_CHANNEL = "waypoint_cancels"  # NOTIFY with the run id: someone asked it to stop
-
-
-def _notify(tx: Tx, channel: str, payload: str = "") -> None:
-    """Wake listening workers in other processes when this transaction commits
-    (PostgreSQL only: an embedded SQLite server wakes its workers in-process)."""
-    if tx.dialect == "postgres":
-        tx.execute("SELECT pg_notify(?, ?)", (channel, payload))
 
 
 def insert(tx: Tx, run: Run) -> None:
@@ -79,7 +75,7 @@ def insert(tx: Tx, run: Run) -> None:
                 to_json(run.metadata), to_json(run.kwargs), run.multitask_strategy,
                 run.temporary, run.attempt, run.worker, run.lease_until,
                 run.cancel_action, to_json(run.error)))
-    _notify(tx, QUEUE_CHANNEL)
+    notify(tx, QUEUE_CHANNEL)
 
 
 def get(tx: Tx, run_id: str, tenant: str | None, thread_id: str | None = None) -> Run | None:
@@ -128,10 +124,17 @@ def delete_for_thread(tx: Tx, thread_id: str) -> None:
     tx.execute("DELETE FROM waypoint_runs WHERE thread_id = ?", [thread_id])
 
 
-def finished_temporary(tx: Tx, limit: int = 200) -> list[str]:
-    """Threads of stateless runs that ended and asked for their thread to go."""
-    rows = tx.all("SELECT thread_id FROM waypoint_runs WHERE temporary = ? AND status IN "
-                  "('success', 'error', 'timeout', 'interrupted') LIMIT ?", [True, limit])
+def finished_temporary(tx: Tx, ended_before: float | None = None,
+                       limit: int = 200) -> list[str]:
+    """Threads of stateless runs that ended (before `ended_before`, if given) and asked for
+    their thread to go."""
+    sql = ("SELECT thread_id FROM waypoint_runs WHERE temporary = ? AND status IN "
+           "('success', 'error', 'timeout', 'interrupted')")
+    params: list[Any] = [True]
+    if ended_before is not None:
+        sql += " AND updated_at < ?"
+        params.append(ended_before)
+    rows = tx.all(sql + " LIMIT ?", [*params, limit])
     return [r[0] for r in rows]
 
 
@@ -206,14 +209,15 @@ def finish(tx: Tx, run_id: str, status: str, error: Any = None,
     tx.execute("UPDATE waypoint_runs SET status = ?, error = ?j, worker = NULL, "
                "lease_until = NULL, updated_at = ? WHERE run_id = ?",
                (status, to_json(error), now(), run_id))
-    _notify(tx, QUEUE_CHANNEL)  # its thread may have a queued run
+    notify(tx, QUEUE_CHANNEL)  # its thread may have a queued run
+    notify(tx, RUN_EVENTS_CHANNEL, run_id)  # followers elsewhere: it ended
 
 
 def requeue(tx: Tx, run_id: str) -> None:
     """Back to the queue (drained or orphaned); the next attempt resumes its checkpoint."""
     tx.execute("UPDATE waypoint_runs SET status = 'pending', worker = NULL, lease_until = NULL, "
                "updated_at = ? WHERE run_id = ? AND status = 'running'", (now(), run_id))
-    _notify(tx, QUEUE_CHANNEL)
+    notify(tx, QUEUE_CHANNEL)
 
 
 def recover_lapsed(tx: Tx, at: float, *, everything: bool = False,
@@ -253,7 +257,7 @@ def request_cancel(tx: Tx, run_id: str, action: str) -> str | None:
         return None
     tx.execute("UPDATE waypoint_runs SET cancel_action = ?, updated_at = ? WHERE run_id = ?",
                (action, now(), run_id))
-    _notify(tx, CANCEL_CHANNEL, run_id)
+    notify(tx, CANCEL_CHANNEL, run_id)
     return row[0]
 
 
