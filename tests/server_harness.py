@@ -31,56 +31,40 @@ GRAPHS = {name: f"server_graphs.py:{name}" for name in (
     "three", "hitl", "boom", "slow", "payment", "chat", "approval", "nested", "memory",
     "trip", "napper", "greeter", "per_user", "crasher")}
 _READY = re.compile(r"waypoint serving .* on (http://\S+) ")
+_WORKER_READY = re.compile(r"waypoint worker ")
 
 
-class ServerProcess:
-    def __init__(self, workdir: Path, *, postgres: str | None = None,
-                 settings: dict[str, Any] | None = None, env: dict[str, str] | None = None,
-                 workers: int | None = None) -> None:
-        self.workdir = workdir
-        self.postgres = postgres
-        self.settings = settings or {}
-        self.env = env or {}
-        self.workers = workers
-        self.url = ""
-        self.proc: subprocess.Popen[str] | None = None
+class _Process:
+    """A `python -m waypoint.cli ...` child: started until a line matches, its stderr
+    kept, stopped with SIGTERM (then SIGKILL) or killed."""
+
+    proc: subprocess.Popen[str] | None = None
+
+    def _launch(self, args: list[str], cwd: Path, env: dict[str, str],
+                ready: re.Pattern[str], timeout: float) -> re.Match[str]:
         self.log: list[str] = []
-
-    def config_path(self) -> Path:
-        path = self.workdir / "langgraph.json"
-        graphs = {name: f"{HERE / target.split(':')[0]}:{target.split(':')[1]}"
-                  for name, target in GRAPHS.items()}
-        own = {"db": str(self.workdir / "server.db"), "poll_interval": 0.2, **self.settings}
-        path.write_text(json.dumps({"graphs": graphs, "waypoint": own}))
-        return path
-
-    def start(self, timeout: float = 60.0) -> ServerProcess:
-        args = [sys.executable, "-m", "waypoint.cli", "serve", "--config",
-                str(self.config_path()), "--port", "0", "--log-level", "warning"]
-        if self.postgres:
-            args += ["--postgres", self.postgres]
-        if self.workers is not None:
-            args += ["--workers", str(self.workers)]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)]),
-               **self.env}
-        self.proc = subprocess.Popen(args, cwd=self.workdir, stderr=subprocess.PIPE,
-                                     stdout=subprocess.DEVNULL, text=True, env=env)
-        found = threading.Event()
+               **env}
+        self.proc = subprocess.Popen([sys.executable, "-m", "waypoint.cli", *args], cwd=cwd,
+                                     stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     text=True, env=env)
+        found: list[re.Match[str]] = []
+        seen = threading.Event()
 
         def read() -> None:
             assert self.proc is not None and self.proc.stderr is not None
             for line in self.proc.stderr:
                 self.log.append(line)
-                match = _READY.search(line)
-                if match and not found.is_set():
-                    self.url = match.group(1)
-                    found.set()
+                match = ready.search(line)
+                if match and not seen.is_set():
+                    found.append(match)
+                    seen.set()
 
         threading.Thread(target=read, daemon=True).start()
-        if not found.wait(timeout):
+        if not seen.wait(timeout):
             self.kill()
-            raise RuntimeError("waypoint serve did not start:\n" + "".join(self.log))
-        return self
+            raise RuntimeError(f"waypoint {args[0]} did not start:\n" + "".join(self.log))
+        return found[0]
 
     def output(self) -> str:
         return "".join(self.log)
@@ -99,6 +83,37 @@ class ServerProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(30)
+
+
+class ServerProcess(_Process):
+    def __init__(self, workdir: Path, *, postgres: str | None = None,
+                 settings: dict[str, Any] | None = None, env: dict[str, str] | None = None,
+                 workers: int | None = None) -> None:
+        self.workdir = workdir
+        self.postgres = postgres
+        self.settings = settings or {}
+        self.env = env or {}
+        self.workers = workers
+        self.url = ""
+        self.log = []
+
+    def config_path(self) -> Path:
+        path = self.workdir / "langgraph.json"
+        graphs = {name: f"{HERE / target.split(':')[0]}:{target.split(':')[1]}"
+                  for name, target in GRAPHS.items()}
+        own = {"db": str(self.workdir / "server.db"), "poll_interval": 0.2, **self.settings}
+        path.write_text(json.dumps({"graphs": graphs, "waypoint": own}))
+        return path
+
+    def start(self, timeout: float = 60.0) -> ServerProcess:
+        args = ["serve", "--config", str(self.config_path()), "--port", "0",
+                "--log-level", "warning"]
+        if self.postgres:
+            args += ["--postgres", self.postgres]
+        if self.workers is not None:
+            args += ["--workers", str(self.workers)]
+        self.url = self._launch(args, self.workdir, self.env, _READY, timeout).group(1)
+        return self
 
     def client(self, api_key: str | None = None) -> Any:
         from langgraph_sdk import get_client
@@ -155,51 +170,19 @@ def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.05) ->
         time.sleep(interval)
 
 
-class WorkerProcess:
+class WorkerProcess(_Process):
     """`waypoint worker` on the same config and PostgreSQL as a `ServerProcess`."""
 
     def __init__(self, server: ServerProcess, concurrency: int = 4) -> None:
         self.server = server
         self.concurrency = concurrency
-        self.proc: subprocess.Popen[str] | None = None
-        self.log: list[str] = []
+        self.log = []
 
     def start(self, timeout: float = 60.0) -> WorkerProcess:
         server = self.server
         assert server.postgres, "workers share the queue through PostgreSQL"
-        args = [sys.executable, "-m", "waypoint.cli", "worker", "--config",
-                str(server.workdir / "langgraph.json"), "--postgres", server.postgres,
-                "--concurrency", str(self.concurrency), "--log-level", "warning"]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)]),
-               **server.env}
-        self.proc = subprocess.Popen(args, cwd=server.workdir, stderr=subprocess.PIPE,
-                                     stdout=subprocess.DEVNULL, text=True, env=env)
-        ready = threading.Event()
-
-        def read() -> None:
-            assert self.proc is not None and self.proc.stderr is not None
-            for line in self.proc.stderr:
-                self.log.append(line)
-                if "waypoint worker" in line:
-                    ready.set()
-
-        threading.Thread(target=read, daemon=True).start()
-        if not ready.wait(timeout):
-            self.kill()
-            raise RuntimeError("waypoint worker did not start:\n" + "".join(self.log))
+        args = ["worker", "--config", str(server.workdir / "langgraph.json"), "--postgres",
+                server.postgres, "--concurrency", str(self.concurrency),
+                "--log-level", "warning"]
+        self._launch(args, server.workdir, server.env, _WORKER_READY, timeout)
         return self
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            return None
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(30)

@@ -429,11 +429,20 @@ def test_parallel_tool_calls_keep_their_effects_apart_across_a_rerun():
     parallel get their own recorded results back when the node runs again."""
     from waypoint import effect, interrupt
 
+    import time
+
     ran: list[str] = []
+    passes: dict[str, int] = {}
 
     @tool(effect="write")
     def charge(who: str) -> str:
         """Charge someone."""
+        passes[who] = passes.get(who, 0) + 1
+        # the first pass reaches effect() ann first, the re-run bob first: numbering by
+        # arrival would hand each the other's receipt
+        late = "bob" if passes[who] == 1 else "ann"
+        if who == late:
+            time.sleep(0.2)
         receipt = effect("charge", lambda: ran.append(who) or f"receipt-{who}")
         if who == "bob":
             interrupt("confirm bob")  # the whole tools node runs again on resume

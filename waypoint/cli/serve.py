@@ -16,6 +16,24 @@ from rich.console import Console
 console = Console(stderr=True, soft_wrap=True)
 
 
+def service_settings(config: Path | None, graph: list[str], **flags: Any) -> Any:
+    """The service's settings from a config file and flags, or exit 2 saying what is
+    wrong (shared by `serve` and `worker`: the same config runs both)."""
+    from ..service.config import ConfigError, load_settings, parse_graph_flags
+
+    try:
+        settings = load_settings(config, graphs=parse_graph_flags(graph) if graph else None,
+                                 **flags)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    if not settings.graphs:
+        console.print("[red]error:[/red] no graphs: pass --config langgraph.json or "
+                      "--graph name=module:attr")
+        raise typer.Exit(2)
+    return settings
+
+
 def _loopback(host: str) -> bool:
     if host in ("localhost", ""):
         return True
@@ -52,22 +70,13 @@ def serve(
         import uvicorn
 
         from ..service.app import create_app
-        from ..service.config import ConfigError, load_settings, parse_graph_flags
+        from ..service.config import ConfigError
     except ImportError as exc:
         raise typer.BadParameter(f"the server needs its extra: pip install 'waypoint[server]' "
                                  f"({exc.name} is missing)") from None
-    try:
-        settings = load_settings(
-            config, graphs=parse_graph_flags(graph) if graph else None, db=db,
-            postgres=postgres, host=host, port=port, workers=workers,
-            drain_timeout=drain_timeout, insecure_no_auth=insecure_no_auth or None)
-    except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    if not settings.graphs:
-        console.print("[red]error:[/red] no graphs: pass --config langgraph.json or "
-                      "--graph name=module:attr")
-        raise typer.Exit(2)
+    settings = service_settings(
+        config, graph, db=db, postgres=postgres, host=host, port=port, workers=workers,
+        drain_timeout=drain_timeout, insecure_no_auth=insecure_no_auth or None)
     keyed = bool(settings.api_keys or settings.auth_function or os.environ.get(
         "WAYPOINT_API_KEYS"))
     if not keyed and not _loopback(settings.host) and not settings.insecure_no_auth:

@@ -16,9 +16,8 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-console = Console(stderr=True, soft_wrap=True)
+from .serve import console, service_settings
 
 
 def worker(
@@ -37,25 +36,16 @@ def worker(
 ) -> None:
     """Run queued runs from PostgreSQL (no HTTP); SIGTERM drains."""
     try:
-        from ..service.config import ConfigError, load_settings, parse_graph_flags
+        from ..service.config import ConfigError
     except ImportError as exc:
         raise typer.BadParameter(f"the worker needs the server extra: pip install "
                                  f"'waypoint[server]' ({exc.name} is missing)") from None
-    try:
-        settings = load_settings(
-            config, graphs=parse_graph_flags(graph) if graph else None, postgres=postgres,
-            workers=concurrency, drain_timeout=drain_timeout)
-    except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    settings = service_settings(config, graph, postgres=postgres, workers=concurrency,
+                                drain_timeout=drain_timeout)
     if not settings.postgres:
         console.print("[red]error:[/red] a worker shares the run queue with the API through "
                       "PostgreSQL: pass --postgres URL (an embedded SQLite server runs its "
                       "own workers: waypoint serve)")
-        raise typer.Exit(2)
-    if not settings.graphs:
-        console.print("[red]error:[/red] no graphs: pass --config langgraph.json or "
-                      "--graph name=module:attr")
         raise typer.Exit(2)
     if not settings.workers:
         console.print("[red]error:[/red] --concurrency must be at least 1")

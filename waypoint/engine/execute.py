@@ -154,7 +154,8 @@ def _handler_call(loop: RunLoop, task: Task, node: NodeSpec, exc: Exception,
                   attempts: int) -> Any:
     handler = node.error_handler
     assert handler is not None
-    payload = task.arg if task.is_push else node.codec.build(loop.values, loop.steps_left())
+    payload = task.arg if task.is_push else node.codec.build(
+        loop.values, loop.steps_left() if node.codec.managed else None)
     error = NodeError(task.name, exc, attempts)
     try:
         params = [p for p in inspect.signature(handler).parameters.values()

@@ -196,7 +196,8 @@ def resolve_branch(loop: RunLoop, branch: BranchSpec, result: Any) -> list[str |
 def _call_args(loop: RunLoop, task: Task) -> tuple[tuple[Any, ...], dict[str, Any]]:
     node = task.node
     assert node is not None
-    payload = task.arg if task.is_push else node.codec.build(loop.values, loop.steps_left())
+    payload = task.arg if task.is_push else node.codec.build(
+        loop.values, loop.steps_left() if node.codec.managed else None)
     kwargs: dict[str, Any] = {}
     if node.wants_config:
         kwargs["config"] = loop.task_config(task)
