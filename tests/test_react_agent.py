@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Annotated, TypedDict
 
 import pytest
@@ -428,8 +429,6 @@ def test_parallel_tool_calls_keep_their_effects_apart_across_a_rerun():
     """Effects inside tools are keyed by the tool call's id, so two calls running in
     parallel get their own recorded results back when the node runs again."""
     from waypoint import effect, interrupt
-
-    import time
 
     ran: list[str] = []
     passes: dict[str, int] = {}
