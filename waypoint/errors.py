@@ -87,6 +87,18 @@ class PermanentError(WaypointError):
     """A failure that the same call will hit again: retrying it only wastes time and money."""
 
 
+class FencedOut(PermanentError):
+    """A commit refused because this writer's lease was taken over by another: its run
+    continues elsewhere, so this writer must stop without writing anything more."""
+
+    def __init__(self, thread_id: str, fence: Any) -> None:
+        super().__init__(
+            f"thread {thread_id!r}: this writer's lease ({fence}) was taken over by another "
+            f"worker; nothing was written and the run continues there")
+        self.thread_id = thread_id
+        self.fence = fence
+
+
 class NodeTimeoutError(TransientError, TimeoutError):
     """A node attempt ran past its `timeout` (transient: the retry policy may try again)."""
 

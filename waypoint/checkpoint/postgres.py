@@ -30,7 +30,7 @@ from psycopg.errors import UniqueViolation
 from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from ..errors import CheckpointConflict
+from ..errors import CheckpointConflict, FencedOut
 from .base import (
     IDLE,
     WAITING,
@@ -44,6 +44,7 @@ from .base import (
     thread_of,
 )
 from .crypto import Cipher
+from .fencing import Fence, current_fence
 from .postgres_records import RECORD_TABLES, THREAD_STATE, PostgresRecords
 from .postgres_rewind import PostgresRewind
 from .records import DEFAULT_SNAPSHOT_EVERY, SNAPSHOT, decode, encode, seal, unseal
@@ -135,6 +136,32 @@ _ON_CONFLICT = (
     " ON CONFLICT (thread_id, ns, id) DO UPDATE SET parent_id = EXCLUDED.parent_id, "
     "step = EXCLUDED.step, ts = EXCLUDED.ts, kind = EXCLUDED.kind, depth = EXCLUDED.depth, "
     "body = EXCLUDED.body, metadata = EXCLUDED.metadata, writes = NULL, seq = EXCLUDED.seq")
+
+
+def _fence_clause(args: dict[str, Any], *, lock: bool = True) -> str:
+    """` AND <the writer still holds its lease>` for a fenced put (else nothing)."""
+    fence: Fence | None = args.get("fence")
+    return f" AND {fence.condition(lock=lock)}" if fence is not None else ""
+
+
+def _fence_checks(args: dict[str, Any]) -> list[_Stmt]:
+    """For a fenced put, a statement reading whether its writer still holds its lease."""
+    fence: Fence | None = args.get("fence")
+    return [_Stmt(f"SELECT {fence.condition(lock=False)}", args)] if fence is not None else []
+
+
+def _holds(results: list[Any]) -> bool:
+    """What `_fence_checks` read (no statement: not fenced, so it holds)."""
+    return bool(results[0][0][0]) if results else True
+
+
+def with_fence(args: dict[str, Any]) -> dict[str, Any]:
+    """Add this context's fence (if any) to a statement's arguments."""
+    fence = current_fence()
+    if fence is not None:
+        args["fence"] = fence
+        args.update(fence.params())
+    return args
 
 
 def _is_fork(parent_id: str | None, expected_head: str | None) -> bool:
@@ -700,10 +727,10 @@ class PostgresSaver(PostgresRewind, PostgresRecords, BaseCheckpointSaver):
     def _put_args(self, config: dict[str, Any], checkpoint: Checkpoint, metadata: dict[str, Any],
                   parent_id: str | None, expected_head: str | None) -> dict[str, Any]:
         thread_id, ns, _ = thread_of(config)
-        return {"t": thread_id, "ns": ns, "id": checkpoint.id, "exp": expected_head,
-                "parent": parent_id, "step": checkpoint.step, "ts": checkpoint.ts,
-                "meta": seal(metadata, self.cipher),
-                "state": state_of_head(checkpoint.next_tasks)}
+        return with_fence({"t": thread_id, "ns": ns, "id": checkpoint.id, "exp": expected_head,
+                           "parent": parent_id, "step": checkpoint.step, "ts": checkpoint.ts,
+                           "meta": seal(metadata, self.cipher),
+                           "state": state_of_head(checkpoint.next_tasks)})
 
     def _hinted_depth(self, args: dict[str, Any]) -> tuple[bool, int | None]:
         """(whether a put on the head knows its parent's depth without a read, that depth).
@@ -731,28 +758,38 @@ class PostgresSaver(PostgresRewind, PostgresRecords, BaseCheckpointSaver):
         args.update(kind=kind, depth=depth, body=body, now=time.time(),
                     parent=args["parent"] if parent_depth is not None else None)
 
-    def _claim_sql(self, new_thread: bool) -> str:
+    def _claim_sql(self, args: dict[str, Any]) -> str:
         """One statement: move the head (or claim a new thread) and insert the record only
-        if that worked. A stale head inserts nothing and is no error, so it cannot abort a
-        transaction shared with other puts."""
+        if that worked (and, when fenced, only while the writer holds its lease). A stale
+        head inserts nothing and is no error, so it cannot abort a transaction shared with
+        other puts."""
+        fence = _fence_clause(args)
         claim = (
-            "INSERT INTO {threads} (thread_id, ns, head, touched_at, state) VALUES (%(t)s, "
-            "%(ns)s, %(id)s, %(now)s, %(state)s) ON CONFLICT DO NOTHING RETURNING 1"
-            if new_thread else
+            "INSERT INTO {threads} (thread_id, ns, head, touched_at, state) SELECT %(t)s, "
+            f"%(ns)s, %(id)s, %(now)s, %(state)s WHERE TRUE{fence} ON CONFLICT DO NOTHING "
+            "RETURNING 1"
+            if args["exp"] is None else
             "UPDATE {threads} SET head = %(id)s, touched_at = %(now)s, state = %(state)s "
-            "WHERE thread_id = %(t)s AND ns = %(ns)s AND head = %(exp)s RETURNING 1")
+            f"WHERE thread_id = %(t)s AND ns = %(ns)s AND head = %(exp)s{fence} RETURNING 1")
         return self._sql(f"WITH moved AS ({claim}) {_INSERT} SELECT {_INSERT_VALUES} "
                          f"FROM moved{_ON_CONFLICT} RETURNING 1")
 
+    def _refusal(self, args: dict[str, Any], head: str | None, holds: bool) -> Exception:
+        """Why a put wrote nothing: its writer lost its lease, or the head moved."""
+        if not holds:
+            return FencedOut(args["t"], args["fence"])
+        return CheckpointConflict(args["t"], args["exp"], head)
+
     def _claim_plan(self, args: dict[str, Any]) -> _Plan:
         """Commit one encoded put on the head; the head read after it names a race's winner."""
-        inserted, head = yield _Last([
-            _Stmt(self._claim_sql(args["exp"] is None), args),
+        inserted, head, *holds = yield _Last([
+            _Stmt(self._claim_sql(args), args),
             _Stmt(self._sql("SELECT head FROM {threads} WHERE thread_id = %(t)s "
                             "AND ns = %(ns)s"), args),
+            *_fence_checks(args),
         ])
         if not inserted:
-            raise CheckpointConflict(args["t"], args["exp"], head[0][0] if head else None)
+            raise self._refusal(args, head[0][0] if head else None, _holds(holds))
         self._remember_depth(args["t"], args["ns"], args["id"], args["depth"])
         return make_config(args["t"], args["ns"], args["id"])
 
@@ -764,18 +801,19 @@ class PostgresSaver(PostgresRewind, PostgresRecords, BaseCheckpointSaver):
             # Lock the head first (conditional UPDATE), then read the parent with a fresh
             # snapshot, so a concurrent prune cannot remove it between read and insert.
             args["now"] = time.time()
-            moved, found = yield [
+            moved, found, *holds = yield [
                 _Stmt(self._sql("UPDATE {threads} SET head = %(id)s, touched_at = %(now)s, "
                                 "state = %(state)s WHERE thread_id = %(t)s AND ns = %(ns)s "
-                                "AND head = %(exp)s RETURNING 1"), args),
+                                f"AND head = %(exp)s{_fence_clause(args)} RETURNING 1"), args),
                 _Stmt(self._sql("SELECT (SELECT head FROM {threads} WHERE thread_id = %(t)s "
                                 "AND ns = %(ns)s), (SELECT depth FROM {checkpoints} "
                                 "WHERE thread_id = %(t)s AND ns = %(ns)s AND id = %(parent)s)"),
                       args),
+                *_fence_checks(args),
             ]
             head, parent_depth = found[0]
             if not moved:
-                raise CheckpointConflict(thread_id, expected_head, head)
+                raise self._refusal(args, head, _holds(holds))
             kind, depth, body = encode(checkpoint, parent_depth, self.snapshot_every,
                                        self.cipher)
             args.update(kind=kind, depth=depth, body=body,
@@ -883,17 +921,21 @@ class PostgresSaver(PostgresRewind, PostgresRecords, BaseCheckpointSaver):
         return _Pending(args)
 
     def _group_plan(self, batch: list[_Pending]) -> _Plan:
-        results = yield _Last([_Stmt(self._claim_sql(e.args["exp"] is None), e.args)
-                               for e in batch])
+        results = yield _Last([_Stmt(self._claim_sql(e.args), e.args) for e in batch])
         return [bool(rows) for rows in results]
 
     def _heads_plan(self, entries: list[_Pending]) -> _Plan:
-        (rows,) = yield _Last([_Stmt(self._sql(
+        """(head, whether the writer holds its lease) of each entry's thread."""
+        rows, *holds = yield _Last([_Stmt(self._sql(
             "SELECT h.head FROM unnest(%(t)s::text[], %(ns)s::text[]) WITH ORDINALITY "
             "AS u(thread_id, ns, ord) LEFT JOIN {threads} h ON h.thread_id = u.thread_id "
             "AND h.ns = u.ns ORDER BY u.ord"),
-            {"t": [e.args["t"] for e in entries], "ns": [e.args["ns"] for e in entries]})])
-        return [row[0] for row in rows]
+            {"t": [e.args["t"] for e in entries], "ns": [e.args["ns"] for e in entries]}),
+            *(_Stmt(f"SELECT {e.args['fence'].condition(lock=False)}", e.args)
+              for e in entries if "fence" in e.args)])
+        held = iter(holds)
+        return [(row[0], bool(next(held)[0][0]) if "fence" in e.args else True)
+                for row, e in zip(rows, entries, strict=True)]
 
     def _settle(self, batch: list[_Pending], moved: list[bool]) -> list[_Pending]:
         """Mark the committed puts done; return the ones whose head was stale."""
@@ -907,10 +949,9 @@ class PostgresSaver(PostgresRewind, PostgresRecords, BaseCheckpointSaver):
                 lost.append(entry)
         return lost
 
-    @staticmethod
-    def _conflicts(lost: list[_Pending], heads: list[str | None]) -> None:
-        for entry, head in zip(lost, heads, strict=True):
-            entry.error = CheckpointConflict(entry.args["t"], entry.args["exp"], head)
+    def _conflicts(self, lost: list[_Pending], heads: list[tuple[str | None, bool]]) -> None:
+        for entry, (head, holds) in zip(lost, heads, strict=True):
+            entry.error = self._refusal(entry.args, head, holds)
 
     def _alone_outcome(self, entry: _Pending, exc: Exception | None) -> None:
         """Record how committing `entry` alone ended (`exc`: None if it committed)."""
@@ -1099,20 +1140,24 @@ class PostgresSaver(PostgresRewind, PostgresRecords, BaseCheckpointSaver):
     def _put_writes_plan(self, config: dict[str, Any], writes: Sequence[PendingWrite]) -> _Plan:
         thread_id, ns, checkpoint_id = thread_of(config)
         writes = list(writes)
-        args = {"t": thread_id, "ns": ns, "id": checkpoint_id,
-                "w": seal(writes, self.cipher), "now": time.time(),
-                "state": state_of_writes(writes), "idle": IDLE}
-        _, touched = yield _Last([
-            _Stmt(self._sql("SELECT 1 FROM {threads} WHERE thread_id = %(t)s AND ns = %(ns)s "
-                            "FOR NO KEY UPDATE"), args),  # thread row first: the lock order
+        args = with_fence({"t": thread_id, "ns": ns, "id": checkpoint_id,
+                           "w": seal(writes, self.cipher), "now": time.time(),
+                           "state": state_of_writes(writes), "idle": IDLE})
+        fence = _fence_clause(args)  # the fence's row, then the thread row: the lock order
+        _, touched, *holds = yield _Last([
+            _Stmt(self._sql("SELECT 1 FROM {threads} WHERE thread_id = %(t)s AND ns = %(ns)s"
+                            f"{fence} FOR NO KEY UPDATE"), args),
             _Stmt(self._sql(
                 "WITH c AS (UPDATE {checkpoints} SET writes = %(w)s WHERE thread_id = %(t)s "
-                "AND ns = %(ns)s AND id = %(id)s RETURNING 1) UPDATE {threads} SET "
+                f"AND ns = %(ns)s AND id = %(id)s{fence} RETURNING 1) UPDATE {{threads}} SET "
                 "touched_at = %(now)s, state = CASE WHEN head = %(id)s AND state <> %(idle)s "
                 "THEN %(state)s ELSE state END WHERE thread_id = %(t)s AND ns = %(ns)s "
                 "AND EXISTS (SELECT 1 FROM c) RETURNING 1"), args),
+            *_fence_checks(args),
         ])
         if not touched:
+            if not _holds(holds):
+                raise FencedOut(thread_id, args["fence"])
             raise KeyError(f"no checkpoint {checkpoint_id!r} in thread {thread_id!r}")
 
     def put_writes(self, config: dict[str, Any], writes: Sequence[PendingWrite]) -> None:

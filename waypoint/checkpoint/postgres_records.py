@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
+from ..errors import FencedOut
 from .base import WAITING, state_of_stored
 from .crypto import Cipher
 from .durable_records import (
@@ -45,6 +46,7 @@ from .durable_records import (
     timer_from_row,
     timer_to_row,
 )
+from .fencing import current_fence
 
 if TYPE_CHECKING:
     from .postgres import _Stmt
@@ -159,9 +161,12 @@ _PUT_TIMER = _upsert("{timers}", TIMER_COLUMNS)
 # Claim the key, or take it over if it failed (or is started and the caller retries it). A
 # row left alone by the WHERE is still locked by this statement, so the SELECT after it
 # (same transaction) reads the state that made this caller lose.
+# A fenced writer (see fencing.py) claims only while it holds its lease: a worker that lost
+# its run to another never starts the run's effects again.
 _BEGIN_EFFECT = (
     "INSERT INTO {effects} AS e (thread_id, key, name, status, attempts, started_at) "
-    "VALUES (%(t)s, %(k)s, %(name)s, 'started', 1, %(now)s) ON CONFLICT (thread_id, key) "
+    "SELECT %(t)s, %(k)s, %(name)s, 'started', 1, %(now)s WHERE {fence} "
+    "ON CONFLICT (thread_id, key) "
     "DO UPDATE SET status = 'started', attempts = e.attempts + 1, started_at = %(now)s, "
     "result = NULL, error = NULL, finished_at = NULL "
     "WHERE e.status = 'failed' OR (e.status = 'started' AND %(retry)s) RETURNING 1")
@@ -240,8 +245,19 @@ class PostgresRecords(RecordStore):
         check_text(name, "name")
         args = {"t": thread_id, "k": key, "name": name, "now": time.time(),
                 "retry": bool(retry_started)}
-        won, rows = yield _last(_stmt(self._sql(_BEGIN_EFFECT), args),
-                                _stmt(self._sql(_GET_EFFECT), args))
+        fence = current_fence()
+        if fence is None:
+            won, rows = yield _last(_stmt(self._sql(_BEGIN_EFFECT.replace("{fence}", "TRUE")),
+                                          args), _stmt(self._sql(_GET_EFFECT), args))
+        else:
+            args.update(fence.params())
+            won, rows, holds = yield _last(
+                _stmt(self._sql(_BEGIN_EFFECT.replace("{fence}", fence.condition(lock=True))),
+                      args),
+                _stmt(self._sql(_GET_EFFECT), args),
+                _stmt(f"SELECT {fence.condition(lock=False)}", args))
+            if not won and not holds[0][0]:
+                raise FencedOut(thread_id, fence)
         return None if won else effect_from_row(rows[0], self.cipher)
 
     def begin_effect(self, thread_id: str, key: str, name: str, *,

@@ -25,6 +25,7 @@ from .base import (
     thread_of,
 )
 from .crypto import Cipher
+from .fencing import check_sqlite, current_fence
 from .records import DEFAULT_SNAPSHOT_EVERY, SNAPSHOT, decode, encode, seal, unseal
 from .sqlite_group import GroupWriter
 from .sqlite_records import RECORD_TABLES, SqliteRecords
@@ -262,9 +263,11 @@ class SqliteSaver(SqliteRecords, BaseCheckpointSaver):
                 parent_depth = self._depth_of(thread_id, ns, parent_id)
         kind, depth, body = encode(checkpoint, parent_depth, self.snapshot_every, self.cipher)
         now, state = time.time(), state_of_head(checkpoint.next_tasks)
+        fence = current_fence()
 
         def write(conn: sqlite3.Connection) -> int:
             nonlocal kind, depth, body, parent_depth
+            check_sqlite(conn, fence, thread_id)
             if expected_head is None:
                 moved = conn.execute(
                     "INSERT INTO waypoint_threads (thread_id, ns, head, touched_at, seq, state) "
@@ -342,8 +345,10 @@ class SqliteSaver(SqliteRecords, BaseCheckpointSaver):
         thread_id, ns, checkpoint_id = thread_of(config)
         writes = list(writes)
         blob = seal(writes, self.cipher)
+        fence = current_fence()
 
         def write(conn: sqlite3.Connection) -> None:
+            check_sqlite(conn, fence, thread_id)
             changed = conn.execute(
                 "UPDATE waypoint_checkpoints SET writes = ? WHERE thread_id = ? AND ns = ? "
                 "AND id = ?", (blob, thread_id, ns, checkpoint_id),

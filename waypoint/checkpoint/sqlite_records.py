@@ -45,6 +45,7 @@ from .durable_records import (
     timer_from_row,
     timer_to_row,
 )
+from .fencing import check_sqlite, current_fence
 
 # Schema migration 3 (sqlite.py's _MIGRATIONS): statements split on ";".
 RECORD_TABLES = """
@@ -157,7 +158,9 @@ class SqliteRecords(RecordStore):
         check_id(key, "key")
         check_text(name, "name")
         now = time.time()
+        fence = current_fence()
         with self._write() as conn:
+            check_sqlite(conn, fence, thread_id)
             row = conn.execute(f"SELECT {_EFFECT} FROM waypoint_effects WHERE thread_id = ? "
                                "AND key = ?", (thread_id, key)).fetchone()
             if row is None:
