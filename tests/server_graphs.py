@@ -108,11 +108,14 @@ def _charge(state: State) -> dict[str, Any]:
     return {"items": [f"charged:{key[:8]}"]}
 
 
-def _wait_for_release(state: State) -> dict[str, Any]:
-    release = state["side_file"] + ".release"
-    deadline = time.time() + 60
-    while not os.path.exists(release) and time.time() < deadline:
+def _wait_for_file(path: str, seconds: float = 60) -> None:
+    deadline = time.time() + seconds
+    while not os.path.exists(path) and time.time() < deadline:
         time.sleep(0.05)
+
+
+def _wait_for_release(state: State) -> dict[str, Any]:
+    _wait_for_file(state["side_file"] + ".release")
     return {"items": ["released"]}
 
 
@@ -123,6 +126,25 @@ _payment.add_edge(START, "charge")
 _payment.add_edge("charge", "hold")
 _payment.add_edge("hold", END)
 payment = _payment.compile()
+
+
+def _hold_for_attempt(state: State, config: dict[str, Any]) -> dict[str, Any]:
+    """Wait for a release file of this attempt: a test decides which attempt finishes the
+    step first (a paused worker's, or the one that took the run over)."""
+    attempt = config["metadata"]["run_attempt"]
+    with open(state["side_file"], "a") as out:
+        out.write(f"holding {attempt}\n")
+    _wait_for_file(f"{state['side_file']}.release{attempt}")
+    return {"items": [f"held-by-{attempt}"]}
+
+
+_fenced = StateGraph(State)
+_fenced.add_node("charge", _charge)
+_fenced.add_node("hold", _hold_for_attempt)
+_fenced.add_edge(START, "charge")
+_fenced.add_edge("charge", "hold")
+_fenced.add_edge("hold", END)
+fenced = _fenced.compile()
 
 
 def _chat(state: MessagesState) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from store_backends import IN_CI, PG_URL, postgres_reachable
 HERE = Path(__file__).parent
 GRAPHS = {name: f"server_graphs.py:{name}" for name in (
     "three", "hitl", "boom", "slow", "payment", "chat", "approval", "nested", "memory",
-    "trip", "napper", "greeter", "per_user", "crasher")}
+    "trip", "napper", "greeter", "per_user", "crasher", "fenced")}
 _READY = re.compile(r"waypoint serving .* on (http://\S+) ")
 _WORKER_READY = re.compile(r"waypoint worker ")
 
@@ -173,9 +173,12 @@ def wait_until(predicate: Any, timeout: float = 20.0, interval: float = 0.05) ->
 class WorkerProcess(_Process):
     """`waypoint worker` on the same config and PostgreSQL as a `ServerProcess`."""
 
-    def __init__(self, server: ServerProcess, concurrency: int = 4) -> None:
+    def __init__(self, server: ServerProcess, concurrency: int = 4, *,
+                 health: bool = False) -> None:
         self.server = server
         self.concurrency = concurrency
+        self.health = health
+        self.health_url = ""
         self.log = []
 
     def start(self, timeout: float = 60.0) -> WorkerProcess:
@@ -184,5 +187,9 @@ class WorkerProcess(_Process):
         args = ["worker", "--config", str(server.workdir / "langgraph.json"), "--postgres",
                 server.postgres, "--concurrency", str(self.concurrency),
                 "--log-level", "warning"]
-        self._launch(args, server.workdir, server.env, _WORKER_READY, timeout)
+        if self.health:
+            args += ["--health-port", "0"]
+        line = self._launch(args, server.workdir, server.env, _WORKER_READY, timeout).string
+        found = re.search(r"health on (http://\S+)", line)
+        self.health_url = found.group(1) if found else ""
         return self

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 
 import pytest
 from server_harness import ServerProcess, postgres_schema, wait_until
@@ -62,6 +63,25 @@ def test_sigterm_drains_at_a_step_boundary_and_a_restart_finishes(tmp_path):
         assert side.read_text().count("started") == 2  # each step ran once
     finally:
         second.stop()
+
+
+def test_readiness_reports_draining_until_the_step_in_flight_ends(tmp_path):
+    server = ServerProcess(tmp_path, settings={"drain_timeout": 60}).start()
+    try:
+        http = server.http()
+        assert http.get("/ready").json() == {"ready": True, "draining": False}
+        side = tmp_path / "held.txt"
+        http.post("/runs", json={"assistant_id": "fenced", "on_completion": "keep",
+                                 "input": {"side_file": str(side)}})
+        wait_until(lambda: side.exists() and "holding 1" in side.read_text())
+        server.proc.send_signal(signal.SIGTERM)  # the step holds until its release file
+        draining = wait_until(lambda: (r := http.get("/ready")).status_code == 503 and r)
+        assert draining.json() == {"ready": False, "draining": True}
+        assert http.get("/ok").json() == {"ok": True}  # alive: it is finishing work
+        (tmp_path / "held.txt.release1").touch()
+        assert server.proc.wait(30) in (0, -15)
+    finally:
+        server.kill()
 
 
 def test_ttl_sweep_keeps_threads_waiting_for_a_person(tmp_path):

@@ -5,6 +5,7 @@ SIGKILLed worker's run is taken over by another from its last checkpoint."""
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
 
 from server_harness import ServerProcess, WorkerProcess, postgres_schema, wait_until
@@ -12,6 +13,18 @@ from server_harness import ServerProcess, WorkerProcess, postgres_schema, wait_u
 
 def _api(tmp: Path, url: str, **settings) -> ServerProcess:
     return ServerProcess(tmp, postgres=url, workers=0, settings=settings).start()
+
+
+def _start(http, assistant: str, side: Path) -> dict:
+    """A background run (its thread kept) of a graph that writes to `side`."""
+    return http.post("/runs", json={"assistant_id": assistant, "on_completion": "keep",
+                                    "input": {"side_file": str(side)}}).json()
+
+
+def _ended(http, path: str, timeout: float = 30) -> dict:
+    """The run at `path` once it is no longer pending or running."""
+    return wait_until(lambda: (r := http.get(path).json())["status"] not in (
+        "pending", "running") and r, timeout=timeout)
 
 
 def test_runs_accepted_by_the_api_run_on_a_worker(tmp_path):
@@ -54,8 +67,7 @@ def test_a_cancel_marked_by_the_api_stops_the_run_on_its_worker(tmp_path):
                 cancelled = http.post(f"/threads/{thread}/runs/{run['run_id']}/cancel")
                 assert cancelled.status_code in (200, 202, 204)
                 path = f"/threads/{thread}/runs/{run['run_id']}"
-                done = wait_until(lambda: (r := http.get(path).json())["status"] not in (
-                    "pending", "running") and r, timeout=30)
+                done = _ended(http, path, timeout=30)
                 assert done["status"] == "interrupted"
                 state = http.get(f"/threads/{thread}/state").json()
                 # the step in progress finished and was kept; the next one never ran
@@ -73,16 +85,13 @@ def test_a_killed_workers_run_is_taken_over_and_its_effect_runs_once(tmp_path):
         second = None
         try:
             with api.http() as http:
-                run = http.post("/runs", json={"assistant_id": "payment",
-                                               "on_completion": "keep",
-                                               "input": {"side_file": str(side)}}).json()
+                run = _start(http, "payment", side)
                 wait_until(lambda: side.exists() and "charged" in side.read_text())
                 first.kill()  # mid-run: "hold" is waiting for its release file
                 second = WorkerProcess(api).start()
                 Path(str(side) + ".release").write_text("go")
                 path = f"/threads/{run['thread_id']}/runs/{run['run_id']}"
-                done = wait_until(lambda: (r := http.get(path).json())["status"] not in (
-                    "pending", "running") and r, timeout=60)
+                done = _ended(http, path, timeout=60)
                 assert done["status"] == "success"
                 assert side.read_text().count("charged") == 1
         finally:
@@ -99,9 +108,7 @@ def test_a_run_that_keeps_killing_its_workers_stops_as_a_poison_run(tmp_path):
         workers = []
         try:
             with api.http() as http:
-                run = http.post("/runs", json={"assistant_id": "crasher",
-                                               "on_completion": "keep",
-                                               "input": {"side_file": str(side)}}).json()
+                run = _start(http, "crasher", side)
                 path = f"/threads/{run['thread_id']}/runs/{run['run_id']}"
                 for crashes in (1, 2):  # each worker claims it and dies running it
                     workers.append(WorkerProcess(api).start())
@@ -109,8 +116,7 @@ def test_a_run_that_keeps_killing_its_workers_stops_as_a_poison_run(tmp_path):
                                and side.read_text().count("crashed") >= n, timeout=30)
                     wait_until(lambda w=workers[-1]: w.proc.poll() is not None)
                 workers.append(WorkerProcess(api).start())  # takes it back: over the limit
-                done = wait_until(lambda: (r := http.get(path).json())["status"] not in (
-                    "pending", "running") and r, timeout=30)
+                done = _ended(http, path, timeout=30)
                 assert done["status"] == "error"
                 assert side.read_text().count("crashed") == 2
                 joined = http.get(path + "/join").json()
@@ -119,4 +125,122 @@ def test_a_run_that_keeps_killing_its_workers_stops_as_a_poison_run(tmp_path):
         finally:
             for worker in workers:
                 worker.kill()
+            api.stop()
+
+
+def test_a_paused_worker_that_lost_its_lease_cannot_commit_over_the_new_holder(tmp_path):
+    """A worker frozen (SIGSTOP: a GC pause, a partition) past its lease; another takes the
+    run over; the frozen one wakes and finishes its step first. Its commit is refused (the
+    lease epoch is checked in the commit), so the new holder's step is the one kept, the
+    run succeeds, and the effect ran once."""
+    with postgres_schema() as url:
+        api = _api(tmp_path, url, lease_seconds=1.5)
+        first = WorkerProcess(api).start()
+        side = tmp_path / "fenced.log"
+        second = None
+        try:
+            with api.http() as http:
+                run = _start(http, "fenced", side)
+                wait_until(lambda: side.exists() and "holding 1" in side.read_text())
+                first.proc.send_signal(signal.SIGSTOP)
+                second = WorkerProcess(api).start()
+                wait_until(lambda: "holding 2" in side.read_text(), timeout=30)
+                Path(f"{side}.release1").write_text("go")  # the stale attempt finishes first
+                first.proc.send_signal(signal.SIGCONT)
+                history_path = f"/threads/{run['thread_id']}/history"
+
+                def stale_kept() -> bool:
+                    history = http.post(history_path, json={"limit": 20}).json()
+                    return any("held-by-1" in (h["values"].get("items") or [])
+                               for h in history)
+
+                # the stale attempt's commit is refused (or, unfenced, it would land)
+                wait_until(lambda: "taken over" in first.output() or stale_kept(), timeout=30)
+                assert not stale_kept()
+                Path(f"{side}.release2").write_text("go")
+                path = f"/threads/{run['thread_id']}/runs/{run['run_id']}"
+                done = _ended(http, path, timeout=30)
+                assert done["status"] == "success"
+                state = http.get(f"/threads/{run['thread_id']}/state").json()
+                assert state["values"]["items"][1:] == ["held-by-2"]
+                assert not stale_kept()
+                assert side.read_text().count("charged") == 1
+        finally:
+            if second is not None:
+                second.stop()
+            if first.proc is not None and first.proc.poll() is None:
+                first.proc.send_signal(signal.SIGCONT)
+            first.kill()
+            api.stop()
+
+
+def test_a_draining_worker_is_not_ready_and_its_run_resumes_on_another_at_once(tmp_path):
+    """SIGTERM in a rolling deploy: the worker's /ready turns 503 (draining), the step in
+    flight finishes and is kept, the run goes back to the queue (not after a lease) and
+    the next worker finishes it; the effect ran once."""
+    import httpx
+
+    with postgres_schema() as url:
+        api = _api(tmp_path, url, lease_seconds=60)  # a takeover would take a minute
+        first = WorkerProcess(api, health=True).start()
+        side = tmp_path / "drain.log"
+        second = None
+        try:
+            assert httpx.get(first.health_url + "/ready").json()["ready"] is True
+            with api.http() as http:
+                run = _start(http, "fenced", side)
+                wait_until(lambda: side.exists() and "holding 1" in side.read_text())
+                first.proc.send_signal(signal.SIGTERM)
+                ready = wait_until(lambda: (r := httpx.get(first.health_url + "/ready"))
+                                   .status_code == 503 and r)
+                assert ready.json() == {"ready": False, "draining": True}
+                assert httpx.get(first.health_url + "/ok").status_code == 200
+                Path(f"{side}.release1").write_text("go")
+                assert first.proc.wait(30) == 0
+                Path(f"{side}.release2").write_text("go")
+                second = WorkerProcess(api).start()
+                path = f"/threads/{run['thread_id']}/runs/{run['run_id']}"
+                done = _ended(http, path, timeout=30)
+                assert done["status"] == "success"
+                state = http.get(f"/threads/{run['thread_id']}/state").json()
+                # the drained attempt's step was kept; the next attempt ran nothing again
+                assert state["values"]["items"][1:] == ["held-by-1"]
+                assert "holding 2" not in side.read_text()
+                assert side.read_text().count("charged") == 1
+        finally:
+            if second is not None:
+                second.stop()
+            first.kill()
+            api.stop()
+
+
+def test_durable_timers_fire_once_across_workers(tmp_path):
+    """Ten threads sleep on durable timers; two workers both scan for due timers: each
+    timer resumes its thread exactly once (one timer run per thread, one wake-up)."""
+    with postgres_schema() as url:
+        api = _api(tmp_path, url)
+        workers = [WorkerProcess(api).start() for _ in range(2)]
+        try:
+            with api.http() as http:
+                threads = []
+                for _ in range(10):
+                    thread = http.post("/threads", json={}).json()["thread_id"]
+                    http.post(f"/threads/{thread}/runs", json={
+                        "assistant_id": "napper", "input": {"items": [], "delay": 0.5}})
+                    threads.append(thread)
+
+                def woke(thread: str) -> bool:
+                    state = http.get(f"/threads/{thread}/state").json()
+                    return state["values"].get("items") == ["woke"] and not state["next"]
+
+                wait_until(lambda: all(woke(t) for t in threads), timeout=60)
+                for thread in threads:
+                    runs = http.get(f"/threads/{thread}/runs").json()
+                    assert len(runs) == 2  # the run that slept, and one timer run
+                    assert all(r["status"] == "success" for r in runs)
+                    assert http.get(f"/threads/{thread}/state").json()["values"][
+                        "items"] == ["woke"]
+        finally:
+            for worker in workers:
+                worker.stop()
             api.stop()

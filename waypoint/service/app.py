@@ -67,6 +67,15 @@ async def _refuse(send: Send, limit: int) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def create_health_app(service: Any) -> FastAPI:
+    """Only `/ok` and `/ready`, for a worker process's probes (it serves no API)."""
+    app = FastAPI(title="waypoint worker", version=__version__, docs_url=None,
+                  redoc_url=None, openapi_url=None)
+    app.state.service = service
+    app.include_router(meta.health)
+    return app
+
+
 def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:

@@ -178,7 +178,8 @@ def _authenticator(settings: Settings) -> Authenticator:
     return Authenticator(keys, function)
 
 
-def _load_graphs(settings: Settings) -> dict[str, Any]:
+def load_graphs(settings: Settings) -> dict[str, Any]:
+    """The configured graphs, imported; ConfigError names the one that failed."""
     loaded = {}
     for graph_id, target in settings.graphs.items():
         try:
@@ -194,7 +195,7 @@ async def open_service(settings: Settings, *, start_workers: bool = True
     for key, value in settings.env.items():
         os.environ.setdefault(key, value)
     auth = _authenticator(settings)
-    graphs = _load_graphs(settings)
+    graphs = load_graphs(settings)
     async with contextlib.AsyncExitStack() as stack:
         lock: _FileLock | None = None
         if settings.postgres:
@@ -216,7 +217,7 @@ async def open_service(settings: Settings, *, start_workers: bool = True
             store = stack.enter_context(_open_store(settings))
         stack.callback(db.close)
         await asyncio.to_thread(migrate, db)
-        registry = GraphRegistry(graphs, saver, store)
+        registry = GraphRegistry(graphs, saver, store, settings.graph_versions)
         await db.arun(lambda tx: [assistant_table.ensure_system(tx, g) for g in graphs])
         webhooks = WebhookSender(settings.webhook_attempts)
         service = Service(settings, db, saver, store, registry, auth, Broker(), webhooks)

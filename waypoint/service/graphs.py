@@ -11,9 +11,11 @@ so every graph is durable in the server's database.
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib
 import importlib.util
 import inspect
+import json
 import re
 import sys
 from dataclasses import dataclass
@@ -120,6 +122,19 @@ def as_compiled(made: Any, graph_id: str) -> CompiledStateGraph:
     return made
 
 
+def graph_version(loaded: LoadedGraph, label: str | None = None) -> str:
+    """`label+hash` (or the hash alone): a hash of the graph's nodes and edges, so any
+    change of structure makes a new version even if nobody bumps the label. A per-run
+    factory's structure is known only per run: its target stands in for it."""
+    if loaded.graph is not None:
+        shape: Any = loaded.graph.get_graph().to_json()
+    else:
+        shape = {"factory": loaded.target}
+    digest = hashlib.sha256(json.dumps(shape, sort_keys=True, default=str).encode())
+    short = digest.hexdigest()[:12]
+    return f"{label}+{short}" if label else short
+
+
 def bind(graph: CompiledStateGraph, saver: Any, store: Any) -> CompiledStateGraph:
     """A copy of `graph` that checkpoints to `saver` and reads `store` (each run gets its
     tenant's view of it)."""
@@ -133,12 +148,15 @@ def bind(graph: CompiledStateGraph, saver: Any, store: Any) -> CompiledStateGrap
 class GraphRegistry:
     """The server's graphs by id, bound to its store."""
 
-    def __init__(self, graphs: dict[str, LoadedGraph], saver: Any, store: Any) -> None:
+    def __init__(self, graphs: dict[str, LoadedGraph], saver: Any, store: Any,
+                 versions: dict[str, str] | None = None) -> None:
         self._loaded = graphs
         self._saver = saver
         self._store = store
         self._bound = {gid: bind(g.graph, saver, store) for gid, g in graphs.items()
                        if g.graph is not None}
+        given = versions or {}
+        self._versions = {gid: graph_version(g, given.get(gid)) for gid, g in graphs.items()}
 
     def __contains__(self, graph_id: str) -> bool:
         return graph_id in self._loaded
@@ -157,6 +175,10 @@ class GraphRegistry:
         if inspect.isawaitable(made):
             made = await made
         return bind(as_compiled(made, graph_id), self._saver, self._store)
+
+    def versions(self) -> dict[str, str]:
+        """Each graph's version: what runs started here are pinned to."""
+        return dict(self._versions)
 
     def get_static(self, graph_id: str) -> CompiledStateGraph | None:
         """The graph when it does not depend on the run (None for per-run factories)."""

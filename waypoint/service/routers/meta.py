@@ -1,10 +1,12 @@
-"""`/ok` (health, no auth) and `/info` (what this server is and supports)."""
+"""`/ok` (liveness) and `/ready` (readiness), without auth, and `/info` (what this server
+is and supports)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
 
 from ... import __version__
 from ..auth import current_identity
@@ -16,9 +18,29 @@ router = APIRouter(tags=["meta"], dependencies=[Depends(current_identity)])
 
 
 @health.get("/ok", summary="Health Check")
-async def ok(service: Service = Depends(get_service)) -> dict[str, Any]:
-    await service.db.arun(lambda tx: tx.one("SELECT 1"))
+async def ok(check_db: int = 0, service: Service = Depends(get_service)) -> dict[str, Any]:
+    """Liveness: the process answers. The database is checked only when asked
+    (`?check_db=1`): a liveness probe must not restart every pod while it is down."""
+    if check_db:
+        await service.db.arun(lambda tx: tx.one("SELECT 1"))
     return {"ok": True}
+
+
+@health.get("/ready", summary="Readiness", responses={503: {"description": "Draining, or "
+                                                                 "the database is unreachable"}})
+async def ready(service: Service = Depends(get_service)) -> Any:
+    """Whether to send this process work: false (503) from the moment it starts draining
+    (SIGTERM in a rolling deploy), so a load balancer stops routing to it while its runs
+    reach a step boundary; false too while its database is unreachable."""
+    if service.closing.is_set():
+        return JSONResponse({"ready": False, "draining": True}, status_code=503)
+    try:
+        await service.db.arun(lambda tx: tx.one("SELECT 1"))
+    except Exception as exc:
+        return JSONResponse({"ready": False, "draining": False,
+                             "detail": f"database unreachable: {type(exc).__name__}"},
+                            status_code=503)
+    return {"ready": True, "draining": False}
 
 
 @router.get("/info", summary="Server Information")
@@ -31,4 +53,5 @@ async def info(service: Service = Depends(get_service)) -> dict[str, Any]:
         "host": {"kind": "self-hosted", "database": "postgres" if service.settings.postgres
                  else "sqlite"},
         "graphs": service.graphs.ids(),
+        "graph_versions": service.graphs.versions(),
     }

@@ -133,7 +133,8 @@ async def create_run(service: Service, who: Identity, body: RunCreateBase,
               assistant_id=assistant.assistant_id, graph_id=assistant.graph_id,
               status="pending", created_at=at, updated_at=at,
               not_before=at + (body.after_seconds or 0), metadata=body.metadata or {},
-              kwargs=kwargs, multitask_strategy=strategy, temporary=temporary)
+              kwargs=kwargs, multitask_strategy=strategy, temporary=temporary,
+              priority=body.priority)
     limit = service.settings.tenant_max_active_runs
     stamp = {"graph_id": assistant.graph_id, "assistant_id": assistant.assistant_id}
 
@@ -158,6 +159,8 @@ async def create_run(service: Service, who: Identity, body: RunCreateBase,
         stop = active if strategy in ("interrupt", "rollback") else []
         for other in stop:
             run_table.request_cancel(tx, other.run_id, strategy)
+        if not creating:  # the thread's graph version, if its runs were pinned to one
+            run.graph_version = run_table.thread_version(tx, thread_id, run.graph_id)
         run_table.insert(tx, run)
         return stop
 

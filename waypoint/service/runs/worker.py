@@ -18,6 +18,8 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from ...checkpoint.fencing import Fence, fenced
+from ...errors import FencedOut
 from ..tables import events as event_table
 from ..tables import runs as run_table
 from ..tables import threads as thread_table
@@ -43,6 +45,10 @@ class WorkerPool:
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._accepting = True
+        settings = service.settings
+        self.rules = run_table.ClaimRules(
+            versions=service.graphs.versions(), max_running=settings.max_running_runs,
+            tenant_max_running=settings.tenant_max_running_runs)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -139,7 +145,8 @@ class WorkerPool:
 
     def _claim(self, tx: Any) -> tuple[Run | None, float | None]:
         """A run to start, or when the next one falls due (in one transaction)."""
-        run = run_table.claim(tx, self.worker_id, self.service.settings.lease_seconds)
+        run = run_table.claim(tx, self.worker_id, self.service.settings.lease_seconds,
+                              rules=self.rules)
         return run, None if run is not None else run_table.next_due(tx)
 
     async def _idle(self, poll: float, due: float | None) -> None:
@@ -211,15 +218,19 @@ class WorkerPool:
             if not ids:
                 continue
             until = time.time() + settings.lease_seconds
-            try:
-                lost = await self.service.db.arun(
-                    lambda tx, ids=ids, until=until: run_table.renew(tx, self.worker_id, ids,
-                                                                   until))
-            except Exception:
-                log.exception("renewing leases failed")
-                continue
-            for run_id in lost:
-                self.stop(run_id, "lost")
+            # One transaction per lease on PostgreSQL: a renewal then holds one row lock at a
+            # time, so it never deadlocks with commits that hold their runs' rows (fencing).
+            batches = [[run_id] for run_id in ids] if settings.postgres else [ids]
+            for batch in batches:
+                try:
+                    lost = await self.service.db.arun(
+                        lambda tx, batch=batch, until=until: run_table.renew(
+                            tx, self.worker_id, batch, until))
+                except Exception:
+                    log.exception("renewing leases failed")
+                    continue
+                for run_id in lost:
+                    self.stop(run_id, "lost")
 
     # -- executing -----------------------------------------------------------------------
 
@@ -228,7 +239,8 @@ class WorkerPool:
         live = service.broker.open(run.run_id, run.attempt)
         reason: str | None = None
         try:
-            outcome = await execute(service, run, live)
+            with fenced(lease_fence(run)):  # every commit of this attempt checks its lease
+                outcome = await execute(service, run, live)
         except asyncio.CancelledError:
             reason = self.stop_reasons.get(run.run_id)
             if reason is None:  # the server is going down without a drain
@@ -237,6 +249,10 @@ class WorkerPool:
         except Exception as exc:  # a bug in the service, not in the graph
             log.exception("run %s crashed the worker", run.run_id)
             outcome = Outcome("error", None, {"error": type(exc).__name__, "message": str(exc)})
+        if reason is None and (outcome.error or {}).get("error") == FencedOut.__name__:
+            log.warning("run %s: its lease was taken over by another worker; this attempt "
+                        "stops without committing", run.run_id)
+            reason = "lost"
         try:
             await self._finish(run, live, outcome, reason)
         except Exception:
@@ -252,7 +268,7 @@ class WorkerPool:
             def requeue(tx: Any) -> None:
                 event_table.append(tx, events, time.time())
                 if reason == "drain":
-                    run_table.requeue(tx, run.run_id)
+                    run_table.requeue(tx, run.run_id, attempt=run.attempt)
 
             await service.db.arun(requeue)
             service.broker.close(live, Outcome("pending"))
@@ -270,7 +286,9 @@ class WorkerPool:
         def record(tx: Any) -> None:
             event_table.append(tx, events, time.time())
             spent = {"budget": summary["budget"]} if summary.get("budget") else None
-            run_table.finish(tx, run.run_id, outcome.status, outcome.error, spent)
+            if not run_table.finish(tx, run.run_id, outcome.status, outcome.error, spent,
+                                    attempt=run.attempt):
+                return  # another worker holds the run now: its end is theirs to record
             others = [r for r in run_table.active_on_thread(tx, run.thread_id)
                       if r.run_id != run.run_id]
             status = "busy" if others else summary["status"]
@@ -283,6 +301,13 @@ class WorkerPool:
         webhook = run.kwargs.get("webhook")
         if webhook:
             service.webhooks.send(webhook, _webhook_body(run, outcome))
+
+
+def lease_fence(run: Run) -> Fence:
+    """Commits of this attempt count only while the run is running under this attempt:
+    once another worker took it over (or it was requeued), they are refused."""
+    return Fence("waypoint_runs", "run_id", run.run_id, "attempt", run.attempt,
+                 "status", "running")
 
 
 def _values_with_interrupts(summary: dict[str, Any]) -> Any:

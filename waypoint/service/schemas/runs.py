@@ -60,6 +60,7 @@ class RunCreateBase(Strict):
     stream_subgraphs: bool = False
     stream_resumable: bool = False
     after_seconds: float | None = Field(default=None, ge=0, le=366 * 86400)
+    priority: int = Field(default=0, ge=-1000, le=1000)  # waypoint's: higher starts first
     durability: Durability | None = None
     on_disconnect: Literal["cancel", "continue"] | None = None
     # Accepted for the SDK's sake and ignored (see the module docstring).

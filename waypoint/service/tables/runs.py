@@ -1,9 +1,16 @@
 """Runs: the queue. A row per accepted run; workers claim them with renewable leases.
 
 A thread runs one run at a time, in the order runs were accepted (`enqueue`); a claim
-takes the oldest due pending run whose thread has nothing running. A run whose lease
-lapsed (its worker died) goes back to pending and is taken again from its thread's last
-checkpoint.
+takes, among due pending runs whose thread has nothing running, the highest priority,
+then the tenant with the fewest runs running (so one busy tenant cannot starve the
+others), then the oldest. Concurrency limits (all runs, or per tenant) count running runs
+across every worker. A run whose lease lapsed (its worker died) goes back to pending and
+is taken again from its thread's last checkpoint.
+
+A run is pinned to the version of its graph it started on (`graph_version`, set by the
+first claim and inherited by later runs on the thread): a worker claims only runs of the
+graphs it serves, at the versions it serves, so a rolling deploy never resumes a thread
+on a graph it did not start on. `migrate_version` moves them on purpose.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ RUN_EVENTS_CHANNEL = "waypoint_run_events"
 
 _COLUMNS = ("run_id, thread_id, tenant, assistant_id, graph_id, status, created_at, "
             "updated_at, not_before, metadata, kwargs, multitask_strategy, temporary, attempt, "
-            "worker, lease_until, cancel_action, error")
+            "worker, lease_until, cancel_action, error, priority, graph_version")
 STATUSES = ("pending", "running", "error", "success", "timeout", "interrupted")
 ACTIVE = ("pending", "running")
 
@@ -46,6 +53,8 @@ class Run:
     lease_until: float | None = None
     cancel_action: str | None = None
     error: Any = None
+    priority: int = 0
+    graph_version: str | None = None
 
     def to_api(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "thread_id": self.thread_id,
@@ -58,23 +67,23 @@ class Run:
 def _row(row: tuple[Any, ...]) -> Run:
     (run_id, thread_id, tenant, assistant_id, graph_id, status, created_at, updated_at,
      not_before, metadata, kwargs, strategy, temporary, attempt, worker, lease_until,
-     cancel_action, error) = row
+     cancel_action, error, priority, graph_version) = row
     return Run(run_id, thread_id, tenant, assistant_id, graph_id, status, created_at,
                updated_at, not_before, from_json(metadata), from_json(kwargs), strategy,
                bool(temporary), attempt, worker, lease_until, cancel_action,
-               from_json(error))
+               from_json(error), priority, graph_version)
 
 
 
 
 def insert(tx: Tx, run: Run) -> None:
     tx.execute(f"INSERT INTO waypoint_runs ({_COLUMNS}) VALUES "
-               "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?j, ?j, ?, ?, ?, ?, ?, ?, ?j)",
+               "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?j, ?j, ?, ?, ?, ?, ?, ?, ?j, ?, ?)",
                (run.run_id, run.thread_id, run.tenant, run.assistant_id, run.graph_id,
                 run.status, run.created_at, run.updated_at, run.not_before,
                 to_json(run.metadata), to_json(run.kwargs), run.multitask_strategy,
                 run.temporary, run.attempt, run.worker, run.lease_until,
-                run.cancel_action, to_json(run.error)))
+                run.cancel_action, to_json(run.error), run.priority, run.graph_version))
     notify(tx, QUEUE_CHANNEL)
 
 
@@ -148,12 +157,57 @@ _CLAIMABLE = (
 )
 
 
-def claim(tx: Tx, worker: str, lease_seconds: float, at: float | None = None) -> Run | None:
-    """Take the oldest due run that may start, for `worker`, under a lease."""
+_RUNNING_OF_TENANT = ("(SELECT count(*) FROM waypoint_runs t WHERE t.tenant = r.tenant "
+                      "AND t.status = 'running')")
+_LIMITS_LOCK = 7243002  # claims serialise on it while concurrency limits are set
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRules:
+    """What a worker may claim: its graphs at their versions (None: any graph, unpinned),
+    and the fleet-wide concurrency limits."""
+
+    versions: dict[str, str] | None = None
+    max_running: int | None = None
+    tenant_max_running: int | None = None
+
+
+def _served(rules: ClaimRules) -> tuple[str, list[Any]]:
+    """` AND <one of this worker's graphs, new or at the version served here>`."""
+    if rules.versions is None:
+        return "", []
+    if not rules.versions:
+        return " AND FALSE", []
+    terms, args = [], []
+    for graph_id, version in sorted(rules.versions.items()):
+        terms.append("(r.graph_id = ? AND (r.graph_version IS NULL OR r.graph_version = ?))")
+        args += [graph_id, version]
+    return " AND (" + " OR ".join(terms) + ")", args
+
+
+def claim(tx: Tx, worker: str, lease_seconds: float, at: float | None = None,
+          rules: ClaimRules | None = None) -> Run | None:
+    """Take the due run that should start next (see the module docstring), for `worker`,
+    under a lease; None if none may start now."""
     at = now() if at is None else at
-    lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
-    row = tx.one(f"SELECT {_COLUMNS} FROM waypoint_runs r WHERE {_CLAIMABLE} "
-                 f"ORDER BY r.created_at, r.run_id LIMIT 1{lock}", [at])
+    rules = rules or ClaimRules()
+    postgres = tx.dialect == "postgres"
+    limited = rules.max_running is not None or rules.tenant_max_running is not None
+    if limited and postgres:  # counts stay true while claims from many workers race
+        tx.execute("SELECT pg_advisory_xact_lock(?)", [_LIMITS_LOCK])
+    if rules.max_running is not None:
+        row = tx.one("SELECT count(*) FROM waypoint_runs WHERE status = 'running'")
+        if row and int(row[0]) >= rules.max_running:
+            return None
+    where, args = _served(rules)
+    if rules.tenant_max_running is not None:
+        where += f" AND {_RUNNING_OF_TENANT} < ?"
+        args.append(rules.tenant_max_running)
+    lock = " FOR UPDATE OF r SKIP LOCKED" if postgres else ""
+    row = tx.one(f"SELECT {', '.join('r.' + c for c in _COLUMNS.split(', '))} "
+                 f"FROM waypoint_runs r WHERE {_CLAIMABLE}{where} "
+                 f"ORDER BY r.priority DESC, {_RUNNING_OF_TENANT}, r.created_at, r.run_id "
+                 f"LIMIT 1{lock}", [at, *args])
     if row is None:
         return None
     run = _row(row)
@@ -165,16 +219,61 @@ def claim(tx: Tx, worker: str, lease_seconds: float, at: float | None = None) ->
     run.attempt += 1
     run.status, run.worker, run.lease_until, run.updated_at = (
         "running", worker, at + lease_seconds, at)
+    if run.graph_version is None and rules.versions is not None:
+        run.graph_version = rules.versions.get(run.graph_id)  # pinned from its first step
     tx.execute("UPDATE waypoint_runs SET status = 'running', worker = ?, lease_until = ?, "
-               "attempt = ?, updated_at = ? WHERE run_id = ?",
-               (worker, run.lease_until, run.attempt, at, run.run_id))
+               "attempt = ?, updated_at = ?, graph_version = ? WHERE run_id = ?",
+               (worker, run.lease_until, run.attempt, at, run.graph_version, run.run_id))
     return run
 
 
-def next_due(tx: Tx) -> float | None:
-    """When the earliest pending run falls due (None: nothing pending)."""
+def thread_version(tx: Tx, thread_id: str, graph_id: str) -> str | None:
+    """The graph version the thread's runs of `graph_id` are pinned to (None: not yet)."""
+    row = tx.one("SELECT graph_version FROM waypoint_runs WHERE thread_id = ? AND "
+                 "graph_id = ? AND graph_version IS NOT NULL ORDER BY created_at DESC, "
+                 "run_id DESC LIMIT 1", [thread_id, graph_id])
+    return row[0] if row else None
+
+
+def versions_in_use(tx: Tx, graph_id: str | None = None) -> list[tuple[str, str | None, str,
+                                                                       int]]:
+    """(graph, version, status, runs) of the runs that are pending, running or paused
+    (their thread's last run was interrupted): what a rolling deploy must still serve."""
+    sql = ("SELECT graph_id, graph_version, status, count(*) FROM waypoint_runs WHERE "
+           "status IN ('pending', 'running', 'interrupted')")
+    args: list[Any] = []
+    if graph_id is not None:
+        sql += " AND graph_id = ?"
+        args.append(graph_id)
+    sql += " GROUP BY graph_id, graph_version, status ORDER BY graph_id, graph_version, status"
+    return [(r[0], r[1], r[2], int(r[3])) for r in tx.all(sql, args)]
+
+
+def migrate_version(tx: Tx, graph_id: str, to_version: str,
+                    from_version: str | None = None, thread_id: str | None = None) -> int:
+    """Re-pin the runs of `graph_id` (of one version, one thread, or all) to `to_version`,
+    so workers serving it resume their threads; returns how many runs moved. Running runs
+    are left alone: they finish, or are taken over, where they are."""
+    sql = ("UPDATE waypoint_runs SET graph_version = ? WHERE graph_id = ? AND "
+           "graph_version IS NOT NULL AND status <> 'running'")
+    args: list[Any] = [to_version, graph_id]
+    if from_version is not None:
+        sql += " AND graph_version = ?"
+        args.append(from_version)
+    if thread_id is not None:
+        sql += " AND thread_id = ?"
+        args.append(thread_id)
+    moved = tx.execute(sql, args)
+    notify(tx, QUEUE_CHANNEL)
+    return moved
+
+
+def next_due(tx: Tx, at: float | None = None) -> float | None:
+    """When the earliest pending run still in the future falls due (None: none). Runs due
+    already but not claimable (their thread busy, a limit reached) are not counted: what
+    frees them notifies the queue, and the poll is the fallback."""
     row = tx.one("SELECT min(not_before) FROM waypoint_runs WHERE status = 'pending' AND "
-                 "cancel_action IS NULL")
+                 "cancel_action IS NULL AND not_before > ?", [now() if at is None else at])
     return row[0] if row and row[0] is not None else None
 
 
@@ -199,8 +298,14 @@ def renew(tx: Tx, worker: str, run_ids: list[str], until: float) -> list[str]:
 
 
 def finish(tx: Tx, run_id: str, status: str, error: Any = None,
-           metadata: dict[str, Any] | None = None) -> None:
-    """The run's end; `metadata` (what it spent, say) is merged into its metadata."""
+           metadata: dict[str, Any] | None = None, *, attempt: int | None = None) -> bool:
+    """The run's end; `metadata` (what it spent, say) is merged into its metadata. Given
+    `attempt`, only that attempt may end it (False: another worker took it over)."""
+    if attempt is not None and not tx.one(
+            "SELECT 1 FROM waypoint_runs WHERE run_id = ? AND attempt = ? AND status = "
+            "'running'" + (" FOR UPDATE" if tx.dialect == "postgres" else ""),
+            [run_id, attempt]):
+        return False
     if metadata:
         row = tx.one("SELECT metadata FROM waypoint_runs WHERE run_id = ?", [run_id])
         merged = {**(from_json(row[0]) if row else {}), **metadata}
@@ -211,12 +316,19 @@ def finish(tx: Tx, run_id: str, status: str, error: Any = None,
                (status, to_json(error), now(), run_id))
     notify(tx, QUEUE_CHANNEL)  # its thread may have a queued run
     notify(tx, RUN_EVENTS_CHANNEL, run_id)  # followers elsewhere: it ended
+    return True
 
 
-def requeue(tx: Tx, run_id: str) -> None:
-    """Back to the queue (drained or orphaned); the next attempt resumes its checkpoint."""
-    tx.execute("UPDATE waypoint_runs SET status = 'pending', worker = NULL, lease_until = NULL, "
-               "updated_at = ? WHERE run_id = ? AND status = 'running'", (now(), run_id))
+def requeue(tx: Tx, run_id: str, *, attempt: int | None = None) -> None:
+    """Back to the queue (drained or orphaned); the next attempt resumes its checkpoint.
+    Given `attempt`, only if that attempt still holds it."""
+    sql = ("UPDATE waypoint_runs SET status = 'pending', worker = NULL, lease_until = NULL, "
+           "updated_at = ? WHERE run_id = ? AND status = 'running'")
+    args: list[Any] = [now(), run_id]
+    if attempt is not None:
+        sql += " AND attempt = ?"
+        args.append(attempt)
+    tx.execute(sql, args)
     notify(tx, QUEUE_CHANNEL)
 
 

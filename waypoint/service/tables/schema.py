@@ -128,6 +128,13 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (4, """
         ALTER TABLE waypoint_runs ADD COLUMN takeovers INTEGER NOT NULL DEFAULT 0;
     """),
+    # Priority and fair claims across tenants; runs pinned to the graph version they
+    # started on (NULL until their first claim).
+    (5, """
+        ALTER TABLE waypoint_runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE waypoint_runs ADD COLUMN graph_version TEXT;
+        CREATE INDEX waypoint_runs_tenant_status ON waypoint_runs (tenant, status);
+    """),
 )
 
 
