@@ -147,6 +147,27 @@ _fenced.add_edge("hold", END)
 fenced = _fenced.compile()
 
 
+def _store_drops(state: State, config: dict[str, Any]) -> dict[str, Any]:
+    """Loses its database connection (as a commit during a PostgreSQL restart would) on the
+    first `delay` attempts of its run, then works."""
+    import psycopg
+
+    attempt = config["metadata"]["run_attempt"]
+    if attempt <= state.get("delay", 1):
+        raise psycopg.OperationalError("consuming input failed: server closed the "
+                                       "connection unexpectedly")
+    return {"items": [f"stored-on-{attempt}"]}
+
+
+_outage = StateGraph(State)
+_outage.add_node("a", _a)
+_outage.add_node("store", _store_drops)
+_outage.add_edge(START, "a")
+_outage.add_edge("a", "store")
+_outage.add_edge("store", END)
+outage = _outage.compile()
+
+
 def _chat(state: MessagesState) -> dict[str, Any]:
     get_stream_writer()({"progress": "thinking"})
     model = ScriptedModel(["hello there friend"])

@@ -244,3 +244,30 @@ def test_durable_timers_fire_once_across_workers(tmp_path):
             for worker in workers:
                 worker.stop()
             api.stop()
+
+
+def test_a_run_that_loses_its_database_resumes_instead_of_failing(tmp_path):
+    """A lost database connection mid-run (a restart, a failover) is not the graph's
+    failure: the worker puts the run back and it resumes from its last checkpoint; one
+    that keeps meeting it stops at the takeover limit with the database's error."""
+    with postgres_schema() as url:
+        api = _api(tmp_path, url, max_takeovers=2)
+        worker = WorkerProcess(api).start()
+        try:
+            with api.http() as http:
+                runs = [http.post("/runs", json={"assistant_id": "outage", "on_completion":
+                                                 "keep", "input": {"delay": delay}}).json()
+                        for delay in (1, 5)]
+                resumed, hopeless = (_ended(http, f"/threads/{r['thread_id']}/runs/"
+                                                  f"{r['run_id']}") for r in runs)
+                assert resumed["status"] == "success"
+                state = http.get(f"/threads/{resumed['thread_id']}/state").json()
+                assert state["values"]["items"] == ["a", "stored-on-2"]  # "a" kept, not redone
+                assert hopeless["status"] == "error"
+                joined = http.get(f"/threads/{hopeless['thread_id']}/runs/"
+                                  f"{hopeless['run_id']}/join").json()
+                assert joined["__error__"]["error"] == "OperationalError"
+                assert "lost its database" in worker.output()
+        finally:
+            worker.stop()
+            api.stop()

@@ -45,6 +45,7 @@ from .base import (
 )
 from .crypto import Cipher
 from .fencing import Fence, current_fence
+from .pg_pools import pool_options
 from .postgres_records import RECORD_TABLES, THREAD_STATE, PostgresRecords
 from .postgres_rewind import PostgresRewind
 from .records import DEFAULT_SNAPSHOT_EVERY, SNAPSHOT, decode, encode, seal, unseal
@@ -579,7 +580,7 @@ class PostgresSaver(PostgresRewind, PostgresRecords, BaseCheckpointSaver):
                 if self._pool is None:
                     pool: ConnectionPool[Any] = ConnectionPool(
                         self._conninfo, kwargs=self._kwargs, min_size=_POOL_MIN,
-                        max_size=_POOL_MAX, open=False, name="waypoint")
+                        max_size=_POOL_MAX, open=False, name="waypoint", **pool_options())
                     pool.open()
                     self._pool = pool
         return self._pool
@@ -604,7 +605,8 @@ class PostgresSaver(PostgresRewind, PostgresRecords, BaseCheckpointSaver):
                         # which a short-lived loop (asyncio.run) would end half done.
                         entry = self._apools[loop] = _LoopPool(AsyncConnectionPool(
                             self._conninfo, kwargs=self._kwargs, min_size=0,
-                            max_size=_POOL_MAX, open=False, name="waypoint-async"))
+                            max_size=_POOL_MAX, open=False, name="waypoint-async",
+                            **pool_options(asynchronous=True)))
                         entry.guard = loop.create_task(self._guard(loop, entry),
                                                        name="waypoint-async-pool-guard")
         if not entry.opened:

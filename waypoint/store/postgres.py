@@ -21,6 +21,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from ..checkpoint.pg_pools import pool_options
 from .base import BaseStore, Item, SearchItem, TTLConfig, expiry
 from .checks import NS_SEP, Condition, dumps
 
@@ -147,7 +148,7 @@ class _Pools:
                 if self.sync_pool is None:
                     pool: ConnectionPool[Any] = ConnectionPool(
                         self.conninfo, kwargs=self.kwargs, min_size=1, max_size=_POOL_MAX,
-                        open=False, name="waypoint-store")
+                        open=False, name="waypoint-store", **pool_options())
                     pool.open()
                     self.sync_pool = pool
         return self.sync_pool
@@ -170,7 +171,8 @@ class _Pools:
                         # leave half done.
                         pool = self.async_pools[loop] = AsyncConnectionPool(
                             self.conninfo, kwargs=self.kwargs, min_size=0,
-                            max_size=_POOL_MAX, open=False, name="waypoint-store-async")
+                            max_size=_POOL_MAX, open=False, name="waypoint-store-async",
+                            **pool_options(asynchronous=True))
                         self.guards[loop] = loop.create_task(
                             self._close_with(loop, pool), name="waypoint-store-pool-guard")
         await pool.open()  # idempotent

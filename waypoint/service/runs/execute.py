@@ -28,6 +28,33 @@ if TYPE_CHECKING:
 log = logging.getLogger("waypoint.service.runs")
 
 
+class StoreOutage(Exception):
+    """The run stopped because its database went away (a restart, a failover, a cut
+    connection), not because its graph failed: it is to be retried from its last
+    checkpoint once the database answers again. `error` is what the run would report."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error.get("message", "database unavailable"))
+        self.error = error
+
+
+def store_outage(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) is a lost or refused database connection."""
+    try:
+        from psycopg import InterfaceError, OperationalError
+        from psycopg_pool import PoolTimeout
+    except ImportError:  # no PostgreSQL here
+        return False
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (OperationalError, InterfaceError, PoolTimeout)):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 @dataclass(slots=True)
 class Prepared:
     graph: Any
@@ -112,6 +139,8 @@ async def execute(service: Service, run: Run, live: LiveRun) -> Outcome:
     try:
         prepared = await prepare(service, run)
     except Exception as exc:  # an unknown graph, a factory that failed: the run fails
+        if store_outage(exc):
+            raise StoreOutage(error_json(exc)) from exc
         broker.publish(live, "error", dumps(error_json(exc)))
         return Outcome("error", None, error_json(exc))
     shaper = EventShaper(prepared.requested)
@@ -127,6 +156,8 @@ async def execute(service: Service, run: Run, live: LiveRun) -> Outcome:
             for name, data in shaper.shape(tuple(ns), mode, chunk):
                 broker.publish(live, name, data)
     except Exception as exc:
+        if store_outage(exc):  # not the graph's failure: retried from its last checkpoint
+            raise StoreOutage(error_json(exc)) from exc
         status = "timeout" if isinstance(exc, RunTimeoutError) else "error"
         if status == "error":
             log.info("run %s failed: %s: %s", run.run_id, type(exc).__name__, exc)

@@ -26,7 +26,7 @@ from ..tables import threads as thread_table
 from ..tables.runs import Run
 from . import notices
 from .broker import LiveRun, Outcome
-from .execute import execute, final_state
+from .execute import StoreOutage, execute, final_state
 
 if TYPE_CHECKING:
     from ..context import Service
@@ -230,6 +230,9 @@ class WorkerPool:
                     log.exception("renewing leases failed")
                     continue
                 for run_id in lost:
+                    log.warning("run %s: its lease was taken over by another worker; it "
+                                "stops here at its step boundary, and that step's commit "
+                                "is refused", run_id)
                     self.stop(run_id, "lost")
 
     # -- executing -----------------------------------------------------------------------
@@ -246,6 +249,10 @@ class WorkerPool:
             if reason is None:  # the server is going down without a drain
                 reason = "drain"
             outcome = Outcome("interrupted")
+        except StoreOutage as exc:
+            log.warning("run %s lost its database (%s); it is retried from its last "
+                        "checkpoint", run.run_id, exc)
+            reason, outcome = "outage", Outcome("error", None, exc.error)
         except Exception as exc:  # a bug in the service, not in the graph
             log.exception("run %s crashed the worker", run.run_id)
             outcome = Outcome("error", None, {"error": type(exc).__name__, "message": str(exc)})
@@ -254,10 +261,40 @@ class WorkerPool:
                         "stops without committing", run.run_id)
             reason = "lost"
         try:
+            if reason == "outage":
+                if await self._retry_later(run, live):
+                    return
+                reason = None  # retried too often: it fails with the database's error
             await self._finish(run, live, outcome, reason)
         except Exception:
             log.exception("recording the end of run %s failed", run.run_id)
             service.broker.close(live, outcome)
+
+    async def _retry_later(self, run: Run, live: LiveRun) -> bool:
+        """Put a run whose database went away back in the queue, once the database answers
+        (trying for up to a lease; after that the lease lapses and it is taken over
+        anyway). False when it was retried more than `max_takeovers` times already."""
+        settings = self.service.settings
+        deadline = time.time() + settings.lease_seconds
+        events = self.service.broker.take_unsaved(run.run_id)
+
+        def requeue(tx: Any) -> bool:
+            event_table.append(tx, events, time.time())
+            return run_table.retry_later(tx, run.run_id, run.attempt,
+                                         time.time() + settings.poll_interval,
+                                         self.max_takeovers)
+
+        while True:
+            try:
+                requeued = await self.service.db.arun(requeue)
+            except Exception:
+                if time.time() > deadline:
+                    raise
+                await asyncio.sleep(0.5)
+                continue
+            if requeued:
+                self.service.broker.close(live, Outcome("pending"))
+            return requeued
 
     async def _finish(self, run: Run, live: LiveRun, outcome: Outcome, reason: str | None
                       ) -> None:

@@ -184,9 +184,11 @@ class PostgresDatabase(Database):
     def __init__(self, url: str, *, max_size: int = 8) -> None:
         from psycopg_pool import ConnectionPool
 
+        from ...checkpoint.pg_pools import pool_options
+
         super().__init__(threads=max_size)
         self.pool = ConnectionPool(url, min_size=1, max_size=max_size, open=True,
-                                   kwargs={"autocommit": False})
+                                   kwargs={"autocommit": False}, **pool_options())
 
     def run(self, fn: Callable[[Tx], T]) -> T:
         with self.pool.connection() as conn, conn.transaction():

@@ -332,6 +332,27 @@ def requeue(tx: Tx, run_id: str, *, attempt: int | None = None) -> None:
     notify(tx, QUEUE_CHANNEL)
 
 
+def retry_later(tx: Tx, run_id: str, attempt: int, not_before: float,
+                max_takeovers: int | None) -> bool:
+    """Back to the queue after its database went away mid-run, due at `not_before`; it
+    counts as a takeover, so a run that always meets an outage stops at the poison limit.
+    False (and nothing changed) when over that limit; True also when this attempt no
+    longer holds the run (someone else has it: nothing to do)."""
+    row = tx.one("SELECT takeovers FROM waypoint_runs WHERE run_id = ? AND attempt = ? AND "
+                 "status = 'running'" + (" FOR UPDATE" if tx.dialect == "postgres" else ""),
+                 [run_id, attempt])
+    if row is None:
+        return True
+    count = (row[0] or 0) + 1
+    if max_takeovers is not None and count > max_takeovers:
+        return False
+    tx.execute("UPDATE waypoint_runs SET status = 'pending', worker = NULL, lease_until = NULL, "
+               "takeovers = ?, not_before = ?, updated_at = ? WHERE run_id = ?",
+               (count, not_before, now(), run_id))
+    notify(tx, QUEUE_CHANNEL)
+    return True
+
+
 def recover_lapsed(tx: Tx, at: float, *, everything: bool = False,
                    max_takeovers: int | None = None) -> tuple[list[str], list[Run]]:
     """Runs whose worker stopped renewing (or, at a single-process start, every running
