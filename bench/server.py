@@ -225,7 +225,30 @@ def write_config(workdir: Path, graph_file: Path) -> Path:
     return path
 
 
-def make_servers(root: Path, lg_jobs: int | None = None) -> list[Server]:
+def fresh_schema(postgres: str) -> str:
+    """A URL whose search_path is a new schema of `postgres` (dropped at exit), so the
+    bench never touches anyone's tables."""
+    import atexit
+    import uuid
+
+    import psycopg
+
+    schema = f"wp_bench_{uuid.uuid4().hex[:10]}"
+
+    def reset(create: bool = True) -> None:
+        with psycopg.connect(postgres, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            if create:
+                conn.execute(f"CREATE SCHEMA {schema}")
+
+    reset()
+    atexit.register(reset, False)
+    sep = "&" if "?" in postgres else "?"
+    return f"{postgres}{sep}options=-csearch_path%3D{schema}"
+
+
+def make_servers(root: Path, lg_jobs: int | None = None,
+                 postgres: str | None = None) -> list[Server]:
     lg_dir, wp_dir = root / "langgraph", root / "waypoint"
     lg_dir.mkdir()
     wp_dir.mkdir()
@@ -244,13 +267,18 @@ def make_servers(root: Path, lg_jobs: int | None = None) -> list[Server]:
     def wp_command(port: int) -> list[str]:
         if wp_exe is None:
             raise StartError("`waypoint` not found: pip install -e '.[server]'")
+        store = ["--postgres", pg_url] if pg_url else ["--db", str(db)]
         return [wp_exe, "serve", "--config", str(wp_config), "--port", str(port), "--host",
-                "127.0.0.1", "--db", str(db)]
+                "127.0.0.1", *store]
 
     def lg_fresh() -> None:  # langgraph dev flushes its in-memory state to .langgraph_api/
         shutil.rmtree(lg_dir / ".langgraph_api", ignore_errors=True)
 
+    pg_url = fresh_schema(postgres) if postgres else None
+
     def wp_fresh() -> None:
+        if postgres:
+            return  # one schema for all starts: the tables are migrated once
         for path in wp_dir.glob("server.db*"):
             path.unlink()
 
@@ -758,6 +786,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--lg-jobs", type=int, metavar="N",
                         help="pass --n-jobs-per-worker N to langgraph dev (default: none, "
                         "which runs one run at a time)")
+    parser.add_argument("--postgres", metavar="URL",
+                        help="run waypoint serve on PostgreSQL (a fresh schema of URL, dropped "
+                        "at exit) instead of a SQLite file")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     parser.add_argument("--json", metavar="OUT", type=Path, help="also write results as JSON")
     parser.add_argument("--keep", action="store_true",
@@ -795,9 +826,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = settings_from(args)
     context = environment(settings, args.quick, args.lg_jobs)
+    context += ", waypoint on " + ("PostgreSQL" if args.postgres else "SQLite")
     print(context, file=sys.stderr)
     root = Path(tempfile.mkdtemp(prefix="waypoint-bench-server-"))
-    sides = [Side(server) for server in make_servers(root, args.lg_jobs)]
+    sides = [Side(server) for server in make_servers(root, args.lg_jobs, args.postgres)]
     began = time.perf_counter()
     try:
         print(f"starting servers ({settings.starts}x each, in {root}) ...", file=sys.stderr)
