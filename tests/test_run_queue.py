@@ -190,3 +190,24 @@ def test_the_runs_command_lists_versions_and_migrates_them_on_purpose(tmp_path, 
     assert "old+123" not in capsys.readouterr().err
     assert main(["runs", "migrate", "--graph", "three", "--to", "current",
                  "--db", str(path)]) == 2  # "current" needs the config that serves it
+
+
+def test_a_fleet_chore_is_claimed_by_one_process_per_period(db):
+    from waypoint.service.tables import duties
+
+    assert db.run(lambda tx: duties.claim(tx, "sweep", "a", 60, at=100.0))
+    assert not db.run(lambda tx: duties.claim(tx, "sweep", "b", 60, at=130.0))
+    assert db.run(lambda tx: duties.claim(tx, "other", "b", 60, at=130.0))
+    assert db.run(lambda tx: duties.claim(tx, "sweep", "b", 60, at=160.0))  # a's lapsed
+    assert not db.run(lambda tx: duties.claim(tx, "sweep", "a", 60, at=170.0))
+
+
+def test_renewing_reports_runs_taken_elsewhere_but_not_runs_that_just_ended(db):
+    ended, taken, held = _add(db), _add(db), _add(db)
+    for _ in range(3):
+        _claim(db, worker="me")
+    db.run(lambda tx: run_table.finish(tx, ended.run_id, "success"))
+    db.run(lambda tx: run_table.requeue(tx, taken.run_id))  # its lease lapsed
+    lost = db.run(lambda tx: run_table.renew(
+        tx, "me", [ended.run_id, taken.run_id, held.run_id], time.time() + 60))
+    assert lost == [taken.run_id]

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..engine.timers import fired_marker
+from .tables import duties
 from .tables import events as event_table
 from .tables import runs as run_table
 from .tables import threads as thread_table
@@ -87,9 +90,14 @@ async def reap_temporary(service: Service) -> None:
 
 
 async def sweep(service: Service) -> None:
-    """Delete threads past their TTL that wait for nobody; forget old stream events."""
+    """Delete threads past their TTL that wait for nobody; forget old stream events. One
+    process of the fleet does it per interval (whichever claims the duty first)."""
     settings = service.settings
     at = time.time()
+    period = settings.sweep_interval_minutes * 60 * 0.9
+    holder = f"{socket.gethostname()}:{os.getpid()}"
+    if not await service.db.arun(lambda tx: duties.claim(tx, "sweep", holder, period, at)):
+        return
     expired = await service.db.arun(
         lambda tx: thread_table.expired(tx, settings.thread_ttl_minutes, at))
     for thread in expired:

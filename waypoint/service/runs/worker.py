@@ -41,6 +41,7 @@ class WorkerPool:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.active: dict[str, asyncio.Task[None]] = {}
         self.stop_reasons: dict[str, str] = {}
+        self.finishing: set[str] = set()  # recording their end: never cancelled then
         self._slots = asyncio.Semaphore(concurrency) if concurrency else None
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -106,8 +107,8 @@ class WorkerPool:
     def stop(self, run_id: str, reason: str) -> bool:
         """Stop a run executing here at its next step boundary; False if it is not here."""
         task = self.active.get(run_id)
-        if task is None or task.done():
-            return False
+        if task is None or task.done() or run_id in self.finishing:
+            return run_id in self.finishing
         if run_id in self.stop_reasons:  # already stopping: a second cancel() would cut
             return True                  # short the step it lets finish
         self.stop_reasons[run_id] = reason
@@ -139,6 +140,7 @@ class WorkerPool:
     def _done(self, run_id: str) -> None:
         self.active.pop(run_id, None)
         self.stop_reasons.pop(run_id, None)
+        self.finishing.discard(run_id)
         assert self._slots is not None
         self._slots.release()
         self.notify()  # the thread may have a queued run; a slot is free
@@ -256,6 +258,7 @@ class WorkerPool:
         except Exception as exc:  # a bug in the service, not in the graph
             log.exception("run %s crashed the worker", run.run_id)
             outcome = Outcome("error", None, {"error": type(exc).__name__, "message": str(exc)})
+        self.finishing.add(run.run_id)  # from here on a stop() must not cut it short
         if reason is None and (outcome.error or {}).get("error") == FencedOut.__name__:
             log.warning("run %s: its lease was taken over by another worker; this attempt "
                         "stops without committing", run.run_id)

@@ -288,11 +288,15 @@ def cancel_requests(tx: Tx, run_ids: list[str]) -> list[tuple[str, str]]:
 
 
 def renew(tx: Tx, worker: str, run_ids: list[str], until: float) -> list[str]:
-    """Extend this worker's leases; returns the runs it no longer holds."""
+    """Extend this worker's leases; returns the runs another worker holds now, or that
+    went back to the queue (a run that just ended, or was deleted, is not lost)."""
     lost: list[str] = []
     for run_id in run_ids:
-        if not tx.execute("UPDATE waypoint_runs SET lease_until = ? WHERE run_id = ? AND "
-                          "worker = ? AND status = 'running'", (until, run_id, worker)):
+        if tx.execute("UPDATE waypoint_runs SET lease_until = ? WHERE run_id = ? AND "
+                      "worker = ? AND status = 'running'", (until, run_id, worker)):
+            continue
+        if tx.one("SELECT 1 FROM waypoint_runs WHERE run_id = ? AND status IN ('pending', "
+                  "'running')", [run_id]):
             lost.append(run_id)
     return lost
 

@@ -135,6 +135,14 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         ALTER TABLE waypoint_runs ADD COLUMN graph_version TEXT;
         CREATE INDEX waypoint_runs_tenant_status ON waypoint_runs (tenant, status);
     """),
+    # Chores done once per period across all processes (tables/duties.py).
+    (6, """
+        CREATE TABLE waypoint_duties (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            until {real} NOT NULL
+        );
+    """),
 )
 
 
