@@ -51,13 +51,13 @@ from chaos_harness import (  # noqa: E402  (tests/ is put on the path first)
     Fleet,
     Kill,
     Ledger,
-    PostgresControl,
     Verdict,
     held_by,
     percentile,
     pick_victim,
     unexpected_tracebacks,
 )
+from postgres_control import PostgresControl  # noqa: E402
 from server_harness import postgres_schema  # noqa: E402
 
 

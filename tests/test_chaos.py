@@ -38,12 +38,12 @@ from chaos_harness import (
     Fleet,
     Kill,
     Ledger,
-    PostgresControl,
     held_by,
     pick_victim,
     summary_line,
     unexpected_tracebacks,
 )
+from postgres_control import PostgresControl
 from server_harness import postgres_schema
 
 KILLS = 10
