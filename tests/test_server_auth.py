@@ -139,3 +139,10 @@ def test_refuses_a_public_host_without_keys(tmp_path):
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{HERE}:{HERE.parent}"})
     assert done.returncode == 2
     assert "without API keys" in done.stderr
+
+
+def test_metrics_need_an_admin_key(server):
+    assert server.http(KEY_A).get("/metrics").status_code == 403
+    assert "admin" in server.http(KEY_A).get("/metrics").json()["detail"]
+    admin = server.http().get("/metrics", headers={"authorization": f"Bearer {KEY_ADMIN}"})
+    assert admin.status_code == 200 and "waypoint_queue_depth" in admin.text

@@ -68,11 +68,14 @@ async def _refuse(send: Send, limit: int) -> None:
 
 
 def create_health_app(service: Any) -> FastAPI:
-    """Only `/ok` and `/ready`, for a worker process's probes (it serves no API)."""
+    """`/ok` and `/ready` for a worker process's probes, and its `/metrics` (with an
+    admin key); it serves no API."""
     app = FastAPI(title="waypoint worker", version=__version__, docs_url=None,
                   redoc_url=None, openapi_url=None)
     app.state.service = service
+    errors.install(app)
     app.include_router(meta.health)
+    app.include_router(meta.worker_metrics)
     return app
 
 

@@ -23,6 +23,7 @@ from ..checkpoint.base import BaseCheckpointSaver
 from .auth import ApiKey, Authenticator, keys_from_env, load_function
 from .config import ConfigError, Settings
 from .graphs import GraphLoadError, GraphRegistry, load_graph
+from .metrics import service_metrics
 from .runs.broker import Broker
 from .runs.webhooks import WebhookSender
 from .runs.worker import WorkerPool
@@ -47,6 +48,7 @@ class Service:
     broker: Broker
     webhooks: WebhookSender
     pool: WorkerPool | None = None
+    metrics: Any = None  # ServiceMetrics: what /metrics reports
     started_at: float = field(default_factory=time.time)
     background: list[asyncio.Task[None]] = field(default_factory=list)
     closing: asyncio.Event = field(default_factory=asyncio.Event)  # set when draining
@@ -221,6 +223,7 @@ async def open_service(settings: Settings, *, start_workers: bool = True
         await db.arun(lambda tx: [assistant_table.ensure_system(tx, g) for g in graphs])
         webhooks = WebhookSender(settings.webhook_attempts)
         service = Service(settings, db, saver, store, registry, auth, Broker(), webhooks)
+        service.metrics = service_metrics(service)
         if start_workers and settings.workers:
             service.pool = WorkerPool(service, settings.workers)
             await service.pool.start(recover_all=not settings.postgres)

@@ -3,18 +3,21 @@ is and supports)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from ... import __version__
-from ..auth import current_identity
+from ..auth import Identity, current_identity
 from ..context import Service
+from ..errors import Forbidden
 from .deps import get_service
 
 health = APIRouter(tags=["meta"])
 router = APIRouter(tags=["meta"], dependencies=[Depends(current_identity)])
+worker_metrics = APIRouter(tags=["meta"])  # a worker's health port: /metrics only
 
 
 @health.get("/ok", summary="Health Check")
@@ -41,6 +44,21 @@ async def ready(service: Service = Depends(get_service)) -> Any:
                              "detail": f"database unreachable: {type(exc).__name__}"},
                             status_code=503)
     return {"ready": True, "draining": False}
+
+
+@worker_metrics.get("/metrics", summary="Prometheus Metrics", response_class=Response,
+                    responses={200: {"content": {"text/plain": {}}}})
+@router.get("/metrics", summary="Prometheus Metrics", response_class=Response,
+            responses={200: {"content": {"text/plain": {}}}})
+async def metrics(who: Identity = Depends(current_identity),
+                  service: Service = Depends(get_service)) -> Response:
+    """This process's metrics and the fleet's gauges, in Prometheus' text format. They
+    cover every tenant, so only an admin key may read them (Prometheus sends it as a
+    bearer token)."""
+    if not who.is_admin:
+        raise Forbidden("metrics cover every tenant: they need an admin API key")
+    body, content_type = await asyncio.to_thread(service.metrics.render)
+    return Response(body, media_type=content_type)
 
 
 @router.get("/info", summary="Server Information")

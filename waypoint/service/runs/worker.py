@@ -77,6 +77,7 @@ class WorkerPool:
 
     async def _report_poisoned(self, runs: list[Any]) -> None:
         for run in runs:
+            self.service.metrics.poison_runs.inc()
             log.error("run %s failed as a poison run: %s", run.run_id,
                       (run.error or {}).get("message"))
             await self.service.refresh_thread(run.thread_id, run.graph_id)
@@ -133,6 +134,8 @@ class WorkerPool:
                 self._slots.release()
                 await self._idle(settings.poll_interval, due)
                 continue
+            self.service.metrics.claimed(run.graph_id, run.attempt,
+                                         max(run.created_at, run.not_before), run.updated_at)
             task = asyncio.create_task(self._execute(run), name=f"waypoint-run-{run.run_id}")
             self.active[run.run_id] = task
             task.add_done_callback(lambda _t, rid=run.run_id: self._done(rid))
@@ -213,6 +216,7 @@ class WorkerPool:
                 log.exception("looking for lapsed leases failed")
                 lapsed = []
             if lapsed:
+                self.service.metrics.takeovers.inc(len(lapsed))
                 log.warning("took over %d run(s) whose worker stopped: %s", len(lapsed),
                             ", ".join(lapsed))
                 self.notify()
@@ -263,6 +267,8 @@ class WorkerPool:
             log.warning("run %s: its lease was taken over by another worker; this attempt "
                         "stops without committing", run.run_id)
             reason = "lost"
+        if reason == "lost":
+            service.metrics.fenced.inc()
         try:
             if reason == "outage":
                 if await self._retry_later(run, live):
@@ -296,6 +302,7 @@ class WorkerPool:
                 await asyncio.sleep(0.5)
                 continue
             if requeued:
+                self.service.metrics.outage_retries.inc()
                 self.service.broker.close(live, Outcome("pending"))
             return requeued
 
@@ -337,6 +344,7 @@ class WorkerPool:
                                       interrupts=summary["interrupts"], error=summary["error"])
 
         await service.db.arun(record)
+        service.metrics.ended(run.graph_id, outcome.status, run.updated_at)
         service.broker.close(live, outcome)  # a temporary thread goes with the next reaping
         webhook = run.kwargs.get("webhook")
         if webhook:

@@ -408,3 +408,15 @@ def ids_by_status(tx: Tx, tenant: str | None, statuses: tuple[str, ...],
         sql += " AND thread_id = ?"
         args.append(thread_id)
     return [r[0] for r in tx.all(sql, args)]
+
+
+def status_counts(tx: Tx) -> dict[str, int]:
+    return {row[0]: int(row[1]) for row in tx.all(
+        "SELECT status, count(*) FROM waypoint_runs GROUP BY status")}
+
+
+def queue_stats(tx: Tx, at: float) -> tuple[int, float | None]:
+    """(pending runs due now, when the oldest of them fell due)."""
+    row = tx.one("SELECT count(*), min(not_before) FROM waypoint_runs WHERE status = "
+                 "'pending' AND not_before <= ? AND cancel_action IS NULL", [at])
+    return (int(row[0]), row[1]) if row else (0, None)

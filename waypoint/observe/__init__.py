@@ -1,0 +1,1 @@
+"""Observability: what a running waypoint process reports (metrics today)."""
