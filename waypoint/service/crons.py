@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,6 +20,7 @@ from croniter import croniter
 
 from .auth import Identity
 from .errors import Unprocessable
+from .runs.submit import Withdrawn
 from .schemas.runs import RunCreateStateful, RunCreateStateless
 from .tables import crons as cron_table
 from .tables.crons import Cron
@@ -66,18 +68,20 @@ async def fire_due_crons(service: Service) -> None:
         assert cron.next_run_date is not None
         following = next_time(cron.schedule, cron.timezone, max(at, cron.next_run_date),
                               cron.end_time)
-        claimed = await service.db.arun(
-            lambda tx, c=cron, f=following: cron_table.advance(tx, c.cron_id, c.next_run_date,
-                                                               f))
-        if not claimed:
+        def advance(tx: Any, c: Cron = cron, f: float | None = following) -> bool:
+            return cron_table.advance(tx, c.cron_id, c.next_run_date, f)
+
+        try:  # the due time moves on in the transaction that queues its run: fired once
+            await _start(service, cron, advance)
+        except Withdrawn:
             continue  # another scheduler fired this time
-        try:
-            await _start(service, cron)
         except Exception:
-            log.exception("cron %s could not start its run", cron.cron_id)
+            log.exception("cron %s could not start its run; skipping to its next time",
+                          cron.cron_id)
+            await service.db.arun(advance)
 
 
-async def _start(service: Service, cron: Cron) -> None:
+async def _start(service: Service, cron: Cron, guard: Callable[[Any], bool]) -> None:
     from .runs.submit import create_run
 
     payload: dict[str, Any] = {k: v for k, v in cron.payload.items() if k in PAYLOAD_KEYS}
@@ -86,9 +90,9 @@ async def _start(service: Service, cron: Cron) -> None:
     if cron.thread_id:
         body: Any = RunCreateStateful(assistant_id=cron.assistant_id, metadata=metadata,
                                       **payload)
-        await create_run(service, who, body, cron.thread_id)
+        await create_run(service, who, body, cron.thread_id, guard=guard)
     else:
         payload.pop("multitask_strategy", None)
         body = RunCreateStateless(assistant_id=cron.assistant_id, metadata=metadata,
                                   on_completion=cron.on_run_completed, **payload)
-        await create_run(service, who, body, None, stateless=True)
+        await create_run(service, who, body, None, stateless=True, guard=guard)

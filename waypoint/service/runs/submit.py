@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ...types import Budget
@@ -104,9 +105,16 @@ async def _check_thread_state(service: Service, thread_id: str, graph_id: str, b
                            f"interrupt to resume")
 
 
+class Withdrawn(Exception):
+    """A run's `guard` said no inside the queueing transaction: nothing was written."""
+
+
 async def create_run(service: Service, who: Identity, body: RunCreateBase,
-                     thread_id: str | None, *, stateless: bool = False) -> Run:
-    """Check and queue a run; returns the committed row (status "pending")."""
+                     thread_id: str | None, *, stateless: bool = False,
+                     guard: Callable[[Any], bool] | None = None) -> Run:
+    """Check and queue a run; returns the committed row (status "pending"). `guard`, if
+    given, runs first in the transaction that queues the run (a cron claiming its due
+    time): when it returns False nothing is written and `Withdrawn` is raised."""
     assistant = await resolve_assistant(service, body.assistant_id, who)
     _check_against_graph(service, assistant.graph_id, body)
     _check_budget(body.config)
@@ -140,6 +148,8 @@ async def create_run(service: Service, who: Identity, body: RunCreateBase,
 
     def queue(tx: Any) -> list[Run]:
         """In one transaction, so two runs sent at once see each other."""
+        if guard is not None and not guard(tx):
+            raise Withdrawn()
         if limit is not None and run_table.running_count(tx, who.tenant) >= limit:
             raise TooManyRequests(f"tenant has {limit} runs pending or running (the limit); "
                                   f"try again later", headers={"Retry-After": "5"})
