@@ -60,6 +60,7 @@ class WorkerPool:
                                                 max_takeovers=self.max_takeovers))
         await self._report_poisoned(poisoned)
         if recovered:
+            self.service.metrics.takeovers.inc(len(recovered))
             log.warning("took back %d run(s) left running by a stopped server: %s",
                         len(recovered), ", ".join(recovered))
         if self.concurrency:

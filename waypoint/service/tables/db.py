@@ -160,10 +160,20 @@ class _PostgresTx:
 
     def __init__(self, conn: Any) -> None:
         self._conn = conn
+        self.notices: dict[tuple[str, str], None] = {}  # sent together before the commit
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         cur = self._conn.execute(_pg_sql(sql), params)
         return cur.rowcount
+
+    def send_notices(self) -> None:
+        """One statement for every notification of the transaction (each distinct once);
+        PostgreSQL delivers them when it commits."""
+        if self.notices:
+            pairs = list(self.notices)
+            self.notices.clear()
+            self._conn.execute("SELECT " + ", ".join("pg_notify(%s, %s)" for _ in pairs),
+                               [value for pair in pairs for value in pair])
 
     def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         with self._conn.cursor() as cur:
@@ -192,7 +202,10 @@ class PostgresDatabase(Database):
 
     def run(self, fn: Callable[[Tx], T]) -> T:
         with self.pool.connection() as conn, conn.transaction():
-            return fn(_PostgresTx(conn))
+            tx = _PostgresTx(conn)
+            result = fn(tx)
+            tx.send_notices()
+            return result
 
     @contextmanager
     def connection(self) -> Iterator[Any]:
@@ -208,7 +221,7 @@ def notify(tx: Tx, channel: str, payload: str = "") -> None:
     """Wake listeners in other processes when this transaction commits (PostgreSQL only:
     an embedded SQLite server has no other process to wake)."""
     if tx.dialect == "postgres":
-        tx.execute("SELECT pg_notify(?, ?)", (channel, payload))
+        tx.notices[(channel, payload)] = None  # type: ignore[attr-defined]
 
 
 # -- JSON containment, the one place the dialects differ in a WHERE clause ----------------
