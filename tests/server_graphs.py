@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import operator
 import os
 import signal
@@ -67,6 +68,7 @@ hitl = _hitl.compile()
 
 
 def _boom(state: State) -> dict[str, Any]:
+    logging.getLogger("server_graphs").warning("boom is about to fail")
     raise ValueError("kaboom")
 
 

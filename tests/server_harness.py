@@ -88,12 +88,13 @@ class _Process:
 class ServerProcess(_Process):
     def __init__(self, workdir: Path, *, postgres: str | None = None,
                  settings: dict[str, Any] | None = None, env: dict[str, str] | None = None,
-                 workers: int | None = None) -> None:
+                 workers: int | None = None, args: list[str] | None = None) -> None:
         self.workdir = workdir
         self.postgres = postgres
         self.settings = settings or {}
         self.env = env or {}
         self.workers = workers
+        self.args = args or []
         self.url = ""
         self.log = []
 
@@ -112,6 +113,7 @@ class ServerProcess(_Process):
             args += ["--postgres", self.postgres]
         if self.workers is not None:
             args += ["--workers", str(self.workers)]
+        args += self.args
         self.url = self._launch(args, self.workdir, self.env, _READY, timeout).group(1)
         return self
 

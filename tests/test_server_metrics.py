@@ -69,3 +69,21 @@ def test_a_workers_health_port_reports_its_takeovers(tmp_path):
                 second.stop()
             first.kill()
             api.stop()
+
+
+def test_json_logs_name_the_run_thread_and_node_of_each_line(tmp_path):
+    import json
+
+    server = ServerProcess(tmp_path, args=["--log-format", "json"]).start()
+    try:
+        http = server.http()
+        run = http.post("/runs", json={"assistant_id": "boom", "on_completion": "keep",
+                                       "input": {"items": []}}).json()
+        line = wait_until(lambda: next((json.loads(raw) for raw in server.log
+                                        if "about to fail" in raw), None))
+        assert line["level"] == "warning" and line["logger"] == "server_graphs"
+        assert line["run_id"] == run["run_id"] and line["thread_id"] == run["thread_id"]
+        assert line["node"] == "boom" and line["graph_id"] == "boom" and line["attempt"] == 1
+        assert line["tenant"] == "default" and line["ts"].endswith("Z")
+    finally:
+        server.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import logging
 import os
 import sys
 from pathlib import Path
@@ -12,6 +11,8 @@ from typing import Any
 
 import typer
 from rich.console import Console
+
+from ..observe.logs import configure as configure_logs
 
 console = Console(stderr=True, soft_wrap=True)
 
@@ -64,6 +65,8 @@ def serve(
     insecure_no_auth: bool = typer.Option(False, "--insecure-no-auth", help="Serve a "
                                           "non-loopback address without API keys."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
+    log_format: str = typer.Option("text", "--log-format", help="text, or json: one object "
+                                   "per line with run, thread and node ids."),
 ) -> None:
     """Serve the graphs over LangGraph's Agent Server API, durably."""
     try:
@@ -84,7 +87,7 @@ def serve(
                       "set WAYPOINT_API_KEYS (key:tenant[:role],...) or waypoint.api_keys in "
                       "the config, or pass --insecure-no-auth")
         raise typer.Exit(2)
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    configure_logs(log_level, log_format)
     sys.path.insert(0, str(settings.base_dir))
     app = create_app(settings)
     uv_config = uvicorn.Config(app, host=settings.host, port=settings.port,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import typer
 
+from ..observe.logs import configure as configure_logs
 from .serve import console, service_settings
 
 
@@ -40,6 +40,8 @@ def worker(
     health_host: str = typer.Option("127.0.0.1", "--health-host", help="Address of the "
                                     "health port (0.0.0.0 in a container)."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning, error."),
+    log_format: str = typer.Option("text", "--log-format", help="text, or json: one object "
+                                   "per line with run, thread and node ids."),
 ) -> None:
     """Run queued runs from PostgreSQL (no HTTP); SIGTERM drains."""
     try:
@@ -57,7 +59,7 @@ def worker(
     if not settings.workers:
         console.print("[red]error:[/red] --concurrency must be at least 1")
         raise typer.Exit(2)
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    configure_logs(log_level, log_format)
     sys.path.insert(0, str(settings.base_dir))
     try:
         asyncio.run(_work(settings, health_host, health_port, log_level))

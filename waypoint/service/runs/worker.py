@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...checkpoint.fencing import Fence, fenced
 from ...errors import FencedOut
+from ...observe.logs import log_context
 from ..tables import events as event_table
 from ..tables import runs as run_table
 from ..tables import threads as thread_table
@@ -249,7 +250,9 @@ class WorkerPool:
         live = service.broker.open(run.run_id, run.attempt)
         reason: str | None = None
         try:
-            with fenced(lease_fence(run)):  # every commit of this attempt checks its lease
+            with fenced(lease_fence(run)), log_context(  # commits check the lease; log
+                    run_id=run.run_id, thread_id=run.thread_id,  # lines name the run
+                    graph_id=run.graph_id, attempt=run.attempt, tenant=run.tenant):
                 outcome = await execute(service, run, live)
         except asyncio.CancelledError:
             reason = self.stop_reasons.get(run.run_id)
