@@ -176,17 +176,18 @@ class WorkerProcess(_Process):
     """`waypoint worker` on the same config and PostgreSQL as a `ServerProcess`."""
 
     def __init__(self, server: ServerProcess, concurrency: int = 4, *,
-                 health: bool = False) -> None:
+                 health: bool = False, config: Path | None = None) -> None:
         self.server = server
         self.concurrency = concurrency
         self.health = health
+        self.config = config or server.workdir / "langgraph.json"
         self.health_url = ""
         self.log = []
 
     def start(self, timeout: float = 60.0) -> WorkerProcess:
         server = self.server
         assert server.postgres, "workers share the queue through PostgreSQL"
-        args = ["worker", "--config", str(server.workdir / "langgraph.json"), "--postgres",
+        args = ["worker", "--config", str(self.config), "--postgres",
                 server.postgres, "--concurrency", str(self.concurrency),
                 "--log-level", "warning"]
         if self.health:

@@ -271,3 +271,54 @@ def test_a_run_that_loses_its_database_resumes_instead_of_failing(tmp_path):
         finally:
             worker.stop()
             api.stop()
+
+
+def test_a_paused_thread_is_resumed_only_by_its_graph_version_until_migrated(tmp_path):
+    """A rolling deploy: a thread paused under version 1 waits for a version-1 worker; a
+    version-2 worker runs new threads but not it, until `waypoint runs migrate`."""
+    import json
+    import subprocess
+    import sys
+
+    with postgres_schema() as url:
+        api = _api(tmp_path, url, graph_versions={"hitl": "v1"})
+        old = WorkerProcess(api).start()
+        new_config = tmp_path / "v2.json"
+        config = json.loads((tmp_path / "langgraph.json").read_text())
+        config["waypoint"]["graph_versions"] = {"hitl": "v2"}
+        new_config.write_text(json.dumps(config))
+        new = None
+        try:
+            with api.http() as http:
+                paused = http.post("/threads", json={}).json()["thread_id"]
+                http.post(f"/threads/{paused}/runs/wait", json={"assistant_id": "hitl",
+                                                               "input": {"items": []}})
+                assert http.get(f"/threads/{paused}").json()["status"] == "interrupted"
+                old.stop()
+                new = WorkerProcess(api, config=new_config).start()
+                resume = http.post(f"/threads/{paused}/runs", json={
+                    "assistant_id": "hitl", "command": {"resume": "yes"}}).json()
+                fresh = http.post("/runs/wait", json={"assistant_id": "three",
+                                                      "input": {"items": []}})
+                assert fresh.json()["items"] == ["a", "b", "c"]  # the new worker claims
+                for _ in range(3):  # and it has passed over the v1 run several times
+                    http.post("/runs/wait", json={"assistant_id": "three", "input": {}})
+                path = f"/threads/{paused}/runs/{resume['run_id']}"
+                assert http.get(path).json()["status"] == "pending"
+                cli = [sys.executable, "-m", "waypoint.cli", "runs"]
+                listed = subprocess.run([*cli, "versions", "--postgres", url, "--config",
+                                         str(new_config)], capture_output=True, text=True)
+                assert "v1+" in listed.stderr and "pending" in listed.stderr
+                moved = subprocess.run([*cli, "migrate", "--graph", "hitl", "--to", "current",
+                                        "--postgres", url, "--config", str(new_config)],
+                                       capture_output=True, text=True, cwd=tmp_path)
+                assert moved.returncode == 0 and "now pinned to v2+" in moved.stderr
+                done = _ended(http, path)
+                assert done["status"] == "success"
+                assert http.get(f"/threads/{paused}/state").json()["values"]["items"] == [
+                    "a", "answer:yes"]
+        finally:
+            if new is not None:
+                new.stop()
+            old.kill()
+            api.stop()
