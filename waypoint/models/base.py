@@ -232,10 +232,15 @@ class ChatModel:
         return clone
 
     def price(self, usage: Usage | None) -> float | None:
-        """Cost of a call in USD, None when this model has no known price."""
-        if usage is None or self.prices is None:
+        """Cost of a call in USD: from this model's price book, else from the price
+        catalogue (price_catalog.py); None when neither knows the price."""
+        if usage is None:
             return None
-        return self.prices.cost(self.model, usage)
+        if self.prices is not None and self.model in self.prices:
+            return self.prices.cost(self.model, usage)
+        from .price_catalog import catalog_cost
+
+        return catalog_cost(self.model, usage, getattr(self, "base_url", None))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r})"
