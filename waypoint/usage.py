@@ -7,10 +7,12 @@ a call of unknown price has an unknown cost, and says how many calls were unpric
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +36,15 @@ class Usage:
                 "total_tokens": self.total_tokens}
 
 
+USAGE_KINDS = ("model", "tool")
+OUTCOMES = ("ok", "error")
+
+
 @dataclass(frozen=True, slots=True)
 class UsageRecord:
-    """One model call: who made it, what it used, what it cost (None: price unknown)."""
+    """One model or tool call: who made it, what it used, what it cost (None: price
+    unknown), how long it took and whether it worked. `model` names the model, or the
+    tool when `kind` is "tool" (a tool's cost is its `cost_estimate`)."""
 
     model: str
     usage: Usage
@@ -47,6 +55,12 @@ class UsageRecord:
     node: str | None = None
     cached: bool = False
     at: float = field(default_factory=time.time)
+    kind: str = "model"
+    outcome: str = "ok"
+    checkpoint_ns: str = ""
+    tenant: str | None = None
+    user_id: str | None = None
+    assistant_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,3 +122,29 @@ class UsageLedger:
     def __len__(self) -> int:
         with self._lock:
             return len(self._records)
+
+
+_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_moment(value: str, *, now: float | None = None) -> float:
+    """Epoch seconds from a time bound of a usage query: "7d" / "24h" / "30m" (that long
+    ago), epoch seconds, or an ISO 8601 date or time (UTC when it names no offset).
+    ValueError says which forms are accepted."""
+    text = value.strip()
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([mhdw])", text)
+    if match:
+        return (time.time() if now is None else now) - float(match.group(1)) * _UNITS[
+            match.group(2)]
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a duration (7d, 24h, 30m), an ISO 8601 date or "
+                         f"time, or epoch seconds") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()

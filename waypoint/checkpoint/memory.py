@@ -23,6 +23,7 @@ from .base import (
     thread_of,
 )
 from .memory_records import MemoryRecords
+from .memory_usage import MemoryUsage
 from .records import DEFAULT_SNAPSHOT_EVERY, SNAPSHOT, decode, encode
 
 
@@ -48,7 +49,7 @@ class _Namespace:
     state: int = IDLE  # what the head means for sweep (base.py: IDLE, WAITING, FAILED)
 
 
-class MemorySaver(MemoryRecords, BaseCheckpointSaver):
+class MemorySaver(MemoryUsage, MemoryRecords, BaseCheckpointSaver):
     """Checkpoints in memory: for tests, notebooks and single-process runs."""
 
     def __init__(self, *, snapshot_every: int = DEFAULT_SNAPSHOT_EVERY) -> None:

@@ -48,6 +48,7 @@ from .fencing import Fence, current_fence
 from .pg_pools import pool_options
 from .postgres_records import RECORD_TABLES, THREAD_STATE, PostgresRecords
 from .postgres_rewind import PostgresRewind
+from .postgres_usage import USAGE_TABLE, PostgresUsage
 from .records import DEFAULT_SNAPSHOT_EVERY, SNAPSHOT, decode, encode, seal, unseal
 
 _POOL_MIN, _POOL_MAX = 1, 10
@@ -88,6 +89,7 @@ _MIGRATIONS: tuple[tuple[int, tuple[Any, ...]], ...] = (
     )),
     (2, RECORD_TABLES),  # effects, approvals and timers (postgres_records.py)
     (3, THREAD_STATE),  # whether a thread waits, for sweep (postgres_records.py)
+    (4, USAGE_TABLE),  # the usage ledger, one row per model or tool call (postgres_usage.py)
 )
 
 # Records named by `sel` (thread_id, ns, id, ord) plus their ancestors back to the nearest
@@ -478,7 +480,7 @@ class _Opened:
             self._saver = None
 
 
-class PostgresSaver(PostgresRewind, PostgresRecords, BaseCheckpointSaver):
+class PostgresSaver(PostgresUsage, PostgresRewind, PostgresRecords, BaseCheckpointSaver):
     """Checkpoints in PostgreSQL (psycopg 3): durable, shared by processes, safe under races.
 
     Sync methods use a ConnectionPool, async ones an AsyncConnectionPool opened on first use
@@ -533,7 +535,8 @@ class PostgresSaver(PostgresRewind, PostgresRecords, BaseCheckpointSaver):
         self._closed = False
         names = {"threads": "waypoint_threads", "checkpoints": "waypoint_checkpoints",
                  "migrations": "waypoint_migrations", "effects": "waypoint_effects",
-                 "approvals": "waypoint_approvals", "timers": "waypoint_timers"}
+                 "approvals": "waypoint_approvals", "timers": "waypoint_timers",
+                 "usage": "waypoint_usage"}
         self._names = {
             key: (sql.Identifier(schema, name) if schema else sql.Identifier(name)).as_string()
             for key, name in names.items()

@@ -29,6 +29,7 @@ from .fencing import check_sqlite, current_fence
 from .records import DEFAULT_SNAPSHOT_EVERY, SNAPSHOT, decode, encode, seal, unseal
 from .sqlite_group import GroupWriter
 from .sqlite_records import RECORD_TABLES, SqliteRecords
+from .sqlite_usage import USAGE_TABLE, SqliteUsage
 
 
 def _add_thread_state(saver: SqliteSaver, conn: sqlite3.Connection) -> None:
@@ -93,6 +94,8 @@ _MIGRATIONS: tuple[tuple[int, _Migration], ...] = (
     (3, RECORD_TABLES),
     # Whether a thread waits (paused, so sweep keeps it), finished or failed.
     (4, _add_thread_state),
+    # The usage ledger: one row per model or tool call (sqlite_usage.py).
+    (5, USAGE_TABLE),
 )
 
 T = TypeVar("T")
@@ -113,7 +116,7 @@ SELECT id, parent_id, step, ts, kind, body, metadata, writes FROM chain ORDER BY
 """
 
 
-class SqliteSaver(SqliteRecords, BaseCheckpointSaver):
+class SqliteSaver(SqliteUsage, SqliteRecords, BaseCheckpointSaver):
     """Checkpoints in a SQLite file (WAL, synchronous=FULL): durable across crashes."""
 
     def __init__(self, conn: sqlite3.Connection | str, *,

@@ -22,6 +22,7 @@ from typing import Any
 from ..checkpoint.durable_records import ApprovalRecord
 from ..checkpoint.serde import register_type
 from ..errors import RouteTo
+from . import observers
 from .context import TaskRuntime, current_runtime, interrupt, interrupt_id
 from .timers import due_time, is_fired, schedule
 
@@ -169,6 +170,8 @@ def approve(request: Any, *, schema: Any = None,
         saver.put_approval(record)
         if due is not None:
             schedule(runtime, approval_id, due, "approval", {"approval_id": approval_id})
+        if observers.OBSERVERS:
+            _observe(record, "requested")
     if isinstance(deadline, datetime):
         window = deadline.timestamp() - record.created_at
     elif isinstance(deadline, timedelta):
@@ -205,6 +208,8 @@ def approve(request: Any, *, schema: Any = None,
                                comment="the deadline passed without a decision",
                                at=fired_at, timed_out=True, escalations=escalations)
             saver.decide_approval(thread, approval_id, expired.record(), status="expired")
+            if observers.OBSERVERS:
+                _observe(record, "expired", expired)
             if on_timeout not in ("reject", "escalate"):
                 raise RouteTo(on_timeout, f"approval {approval_id} timed out")
             return expired
@@ -218,7 +223,21 @@ def approve(request: Any, *, schema: Any = None,
                                 decision.edits, decision.at, False, escalations)
         saver.decide_approval(thread, approval_id, decision.record())
         saver.cancel_timer(thread, asked_id)
+        if observers.OBSERVERS:
+            _observe(record, "decided", decision)
         return decision
+
+
+def _observe(record: ApprovalRecord, status: str, decision: Decision | None = None) -> None:
+    """An approval asked or answered, as a moment in the run's trace."""
+    attrs: dict[str, Any] = {"approval_id": record.id, "node": record.node,
+                             "status": status, "assignee": record.assignee,
+                             "deadline": record.deadline, "actions": list(record.actions)}
+    if decision is not None:
+        attrs.update(action=decision.action, decided_by=decision.by,
+                     timed_out=decision.timed_out,
+                     waited_s=max(0.0, (decision.at or time.time()) - record.created_at))
+    observers.point("approval", record.node, attrs)
 
 
 def decide(graph: Any, config: dict[str, Any], approval_id: str, action: str, *,

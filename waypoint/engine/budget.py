@@ -92,13 +92,15 @@ class BudgetGuard:
             if allowed is not None and spent[MEASURE[limit]] >= allowed:
                 raise Exceeded(limit, allowed, spent[MEASURE[limit]], 0)
 
-    def reserve(self, task_id: str, tokens: int, cost: float | None) -> int:
-        """Hold a call's worst case; raises Exceeded when it does not fit."""
+    def reserve(self, task_id: str, tokens: int, cost: float | None, *,
+                model_call: bool = True) -> int:
+        """Hold a call's worst case; raises Exceeded when it does not fit. A tool call
+        (`model_call=False`) holds only its estimated cost."""
         budget = self.budget
         if cost is None and budget.max_cost_usd is not None:
             raise Exceeded("max_cost_usd", budget.max_cost_usd, self._scope()["cost_usd"],
                            float("inf"))
-        need = {"model_calls": 1, "tokens": tokens, "cost_usd": cost or 0.0}
+        need = {"model_calls": int(model_call), "tokens": tokens, "cost_usd": cost or 0.0}
         with self._lock:
             spent = self._scope()
             for limit in ("max_model_calls", "max_tokens", "max_cost_usd"):
@@ -115,7 +117,8 @@ class BudgetGuard:
             self._held[ticket] = (task_id, need)
             return ticket
 
-    def settle(self, ticket: int | None, tokens: int, cost: float | None) -> None:
+    def settle(self, ticket: int | None, tokens: int, cost: float | None, *,
+               model_call: bool = True) -> None:
         """A call finished: its reservation becomes what it actually used."""
         with self._lock:
             held = self._held.pop(ticket, None) if ticket is not None else None
@@ -123,7 +126,7 @@ class BudgetGuard:
                 for measure, amount in held[1].items():
                     self.reserved[measure] -= amount
             for spent in (self.run, self.thread):
-                spent["model_calls"] += 1
+                spent["model_calls"] += int(model_call)
                 spent["tokens"] += tokens
                 spent["cost_usd"] += cost or 0.0
 

@@ -51,7 +51,7 @@ class TaskRuntime:
     """Per-task execution state that survives only for one attempt of the task."""
 
     __slots__ = ("abandoned", "attempt", "effect_index", "interrupt_index", "last_progress",
-                 "loop", "nested_calls", "pending_resume", "resume", "task")
+                 "loop", "nested_calls", "pending_resume", "resume", "scope", "task")
 
     def __init__(self, loop: RunLoop, task: Task, attempt: Attempt = _FIRST_ATTEMPT) -> None:
         self.loop = loop
@@ -64,6 +64,7 @@ class TaskRuntime:
         self.attempt = attempt
         self.last_progress = 0.0  # set when a time limit starts watching the attempt
         self.abandoned = False  # set when a time limit gave up on this attempt
+        self.scope: Any = None  # the attempt's observers.Scope, when something observes
 
     def check_alive(self) -> None:
         """Stop an abandoned attempt at its next call into waypoint."""
@@ -336,13 +337,37 @@ def streaming_tokens() -> bool:
 
 
 def call_scope() -> dict[str, Any]:
-    """Who is calling a model: thread, run and node of the running task ({} outside a run)."""
+    """Who is calling a model or tool: thread, run, node, namespace, and the tenant, user
+    and assistant named in the run's metadata ({} outside a run)."""
     runtime = _RUNTIME.get()
     if runtime is None:
         return {}
     loop = runtime.loop
-    return {"thread_id": None if loop.thread_id is None else str(loop.thread_id),
-            "run_id": loop.run_id, "node": runtime.task.name}
+    tags = loop.usage_tags
+    if tags is None:
+        metadata = loop.config.get("metadata") or {}
+        tags = loop.usage_tags = {
+            "thread_id": None if loop.thread_id is None else str(loop.thread_id),
+            "run_id": loop.run_id, "checkpoint_ns": loop.ns,
+            "tenant": _text(metadata.get("tenant") or metadata.get("tenant_id")),
+            "user_id": _text(metadata.get("user_id") or metadata.get("user")),
+            "assistant_id": _text(metadata.get("assistant_id"))}
+    return {**tags, "node": runtime.task.name}
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def record_usage(record: Any) -> None:
+    """Keep a call's usage for the run's durable ledger; it is written with the run's next
+    commit (nothing is kept outside a run or for a graph without a checkpointer)."""
+    runtime = _RUNTIME.get()
+    if runtime is None:
+        return
+    loop = runtime.loop
+    if loop.saver is not None and hasattr(loop.saver, "put_usage"):
+        loop.usage.append(record)
 
 
 def on_model_start(name: str, messages: Any) -> str | None:
@@ -408,6 +433,30 @@ def reserve_model_call(model: Any, request: Any) -> Any:
         if guard.budget.on_exceed == "fail" or runtime.loop.saver is None:
             raise exceeded_error(exceeded) from None
         raise GraphInterrupt((budget_question(exceeded, guard, runtime.task.id),)) from None
+
+
+def reserve_tool_call(name: str, cost: float | None) -> Any:
+    """Before a tool with a `cost_estimate` runs: hold it against the run's cost budget."""
+    runtime = _RUNTIME.get()
+    guard = runtime.loop.guard if runtime is not None else None
+    if guard is None or not cost:
+        return None
+    from .budget import Exceeded, budget_question, exceeded_error
+
+    try:
+        return guard.reserve(runtime.task.id, 0, cost, model_call=False)
+    except Exceeded as exceeded:
+        if guard.budget.on_exceed == "fail" or runtime.loop.saver is None:
+            raise exceeded_error(exceeded) from None
+        raise GraphInterrupt((budget_question(exceeded, guard, runtime.task.id),)) from None
+
+
+def settle_tool_call(ticket: Any, cost: float | None) -> None:
+    runtime = _RUNTIME.get()
+    guard = runtime.loop.guard if runtime is not None else None
+    if guard is None or ticket is None:
+        return
+    guard.settle(ticket, 0, cost, model_call=False)
 
 
 def settle_model_call(ticket: Any, usage: Any, cost: float | None) -> None:

@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..errors import EffectInDoubt, InvalidResumeError
+from ..errors import EffectInDoubt, GraphBubbleUp, InvalidResumeError
+from . import observers
 from .context import TaskRuntime, current_runtime, interrupt
 
 DOUBT_ANSWERS = ("retry", "done", "fail")
@@ -92,6 +93,9 @@ def _start(what: str, name: str, fn: Callable[..., Any]) -> tuple[TaskRuntime, s
 
 
 def _note(runtime: TaskRuntime, name: str, key: str, status: str) -> None:
+    scope = _OBSERVED.get()
+    if scope is not None:
+        scope.attrs.update(key=key, status=status)
     entry = {"node": runtime.task.name, "effect": name, "key": key, "status": status}
     runtime.task.effects.append(entry)
     sink = runtime.loop.sink
@@ -127,12 +131,44 @@ def _doubt_answer(runtime: TaskRuntime, name: str, record: Any) -> dict[str, Any
     return answer
 
 
+# The effect scope being observed in this context, for `_note` to tell its status.
+_OBSERVED: contextvars.ContextVar[observers.Scope | None] = contextvars.ContextVar(
+    "waypoint_observed_effect", default=None)
+
+
+def _observed(name: str) -> tuple[observers.Scope | None, Any]:
+    scope = observers.start("effect", name, {"effect": name})
+    return scope, _OBSERVED.set(scope)
+
+
+def _unobserved(scope: observers.Scope | None, token: Any, exc: BaseException | None) -> None:
+    _OBSERVED.reset(token)
+    if exc is None or isinstance(exc, GraphBubbleUp):
+        observers.end(scope, outcome="interrupted" if exc is not None else "ok")
+    else:
+        observers.end(scope, exc if isinstance(exc, Exception) else None, outcome="error")
+
+
 def effect(name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     """Run `fn(*args, **kwargs)` once per task and call order; later re-runs get its result.
 
     `fn` is given the idempotency key as `idempotency_key=` when it accepts that argument
     (or **kwargs), so the action can be made idempotent downstream too.
     """
+    if not observers.OBSERVERS:
+        return _effect(name, fn, args, kwargs)
+    scope, token = _observed(name)
+    try:
+        result = _effect(name, fn, args, kwargs)
+    except BaseException as exc:
+        _unobserved(scope, token, exc)
+        raise
+    _unobserved(scope, token, None)
+    return result
+
+
+def _effect(name: str, fn: Callable[..., Any], args: tuple[Any, ...],
+            kwargs: dict[str, Any]) -> Any:
     runtime, key = _start("effect", name, fn)
     saver = runtime.loop.saver
     if saver is None:  # no store: once per run, kept in memory
@@ -176,6 +212,20 @@ def _record_result(name: str, key: str, write: Callable[[], Any]) -> Any:
 
 async def aeffect(name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     """`effect` for async nodes: `fn` may be a coroutine function; store calls are async."""
+    if not observers.OBSERVERS:
+        return await _aeffect(name, fn, args, kwargs)
+    scope, token = _observed(name)
+    try:
+        result = await _aeffect(name, fn, args, kwargs)
+    except BaseException as exc:
+        _unobserved(scope, token, exc)
+        raise
+    _unobserved(scope, token, None)
+    return result
+
+
+async def _aeffect(name: str, fn: Callable[..., Any], args: tuple[Any, ...],
+                   kwargs: dict[str, Any]) -> Any:
     runtime, key = _start("aeffect", name, fn)
 
     async def run() -> Any:

@@ -16,10 +16,10 @@ import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ..errors import GraphBubbleUp, OutputValidationError, RunTimeoutError
+from ..errors import GraphBubbleUp, GraphInterrupt, OutputValidationError, RunTimeoutError
 from ..failures import classify
 from ..types import Attempt, NodeError, RetryPolicy
-from . import langchain_stream
+from . import langchain_stream, observers
 from .context import TaskRuntime, make_runtime, reset_runtime, set_runtime
 from .limits import NO_LIMITS, Limits, acall_limited, call_limited
 from .task import ChildCommand, Task, _arecord, _call_args, record_result, settle_signal
@@ -211,6 +211,39 @@ async def _asettle(loop: RunLoop, task: Task, node: NodeSpec, exc: Exception, at
         reset_runtime(token)
 
 
+# -- observing attempts --------------------------------------------------------------------
+
+
+def _open_attempt(loop: RunLoop, task: Task, runtime: TaskRuntime) -> observers.Scope | None:
+    attempt = runtime.attempt
+    attrs = {"node": task.name, "step": loop.step + 1, "task_id": task.id,
+             "attempt": attempt.number, "checkpoint_ns": loop.ns,
+             "thread_id": None if loop.thread_id is None else str(loop.thread_id),
+             "run_id": loop.run_id, "parent_checkpoint_id": loop.checkpoint_id}
+    if task.is_push:
+        attrs["send"] = True
+    scope = observers.start("attempt", task.name, attrs, parent=loop.scope, loop=loop)
+    runtime.scope = scope
+    return scope
+
+
+def _close_attempt(scope: observers.Scope | None, entered: Any, exc: BaseException | None,
+                   delay: float | None) -> None:
+    if scope is None:
+        return
+    observers.leave(entered)
+    if exc is None:
+        observers.end(scope, outcome="ok")
+    elif isinstance(exc, GraphInterrupt):
+        observers.end(scope, outcome="interrupted")
+    elif isinstance(exc, (GraphBubbleUp, ChildCommand)):
+        observers.end(scope, outcome="ok")
+    else:
+        observers.end(scope, exc, outcome="retry" if delay is not None else "error",
+                      error_kind=classify(exc), retry_delay=delay,
+                      timeout=isinstance(exc, (TimeoutError, RunTimeoutError)))
+
+
 # -- the task -----------------------------------------------------------------------------
 
 
@@ -224,15 +257,19 @@ def run_task(loop: RunLoop, task: Task) -> None:
     attempts = _Attempts(loop, task)
     while True:
         runtime = attempts.next()
+        scope = _open_attempt(loop, task, runtime) if observers.OBSERVERS else None
         token = set_runtime(runtime)
+        entered = observers.enter(scope)
         try:
             record_result(loop, task, _attempt_sync(loop, task, node, runtime, attempts.limits()))
             _validate(task, node)
             task.done = True
             task.pending_resume = runtime.pending_resume
+            _close_attempt(scope, entered, None, None)
             break
         except Exception as exc:
             delay = attempts.retry_delay(exc)
+            _close_attempt(scope, entered, exc, delay)
             if delay is None:
                 reset_runtime(token)
                 token = None
@@ -259,16 +296,20 @@ async def arun_task(loop: RunLoop, task: Task) -> None:
     attempts = _Attempts(loop, task)
     while True:
         runtime = attempts.next()
+        scope = _open_attempt(loop, task, runtime) if observers.OBSERVERS else None
         token = set_runtime(runtime)
+        entered = observers.enter(scope)
         try:
             await _arecord(loop, task,
                            await _attempt_async(loop, task, node, runtime, attempts.limits()))
             _validate(task, node)
             task.done = True
             task.pending_resume = runtime.pending_resume
+            _close_attempt(scope, entered, None, None)
             break
         except Exception as exc:
             delay = attempts.retry_delay(exc)
+            _close_attempt(scope, entered, exc, delay)
             if delay is None:
                 reset_runtime(token)
                 token = None

@@ -42,6 +42,7 @@ from ..errors import (
 )
 from ..graph.schema import input_to_dict
 from ..types import Budget, Command, Interrupt, Send
+from . import observers
 from .budget import (
     BUDGET_TASK,
     SPENT,
@@ -146,6 +147,9 @@ class RunLoop:
         self._background: Any = None
         self._abackground: Any = None
         self._base_config = make_config(str(self.thread_id), ns, None) if saver else None
+        self.scope: Any = None  # the run's observers.Scope, when something observes
+        self.usage: list[Any] = []  # model and tool calls not yet written to the ledger
+        self.usage_tags: dict[str, Any] | None = None  # who the calls are billed to
 
     # -- setup -------------------------------------------------------------------------
 
@@ -577,6 +581,10 @@ class RunLoop:
         if self._notes:
             metadata.update(self._notes)
             self._notes = {}
+        if self.scope is not None:
+            metadata.update(observers.checkpoint_notes(self.scope))
+            observers.event(self.scope, "checkpoint", checkpoint_id=checkpoint_id,
+                            step=self.step, source=source)
         self.ops.append(("put", checkpoint, metadata, self.checkpoint_id, self.head))
         self.parent_id = self.checkpoint_id
         self.checkpoint_id = checkpoint_id
@@ -639,8 +647,16 @@ class RunLoop:
 
     # -- store operations ----------------------------------------------------------------
 
+    def _queue_usage(self) -> None:
+        """First in line: spend is recorded even when the checkpoint after it is refused
+        (a fenced-out worker, a conflict)."""
+        records, self.usage = self.usage, []
+        self.ops.insert(0, ("usage", records))
+
     def persist(self, final: bool = False) -> None:
         """Write queued operations as the durability mode says (sync runner)."""
+        if self.usage:
+            self._queue_usage()
         if not self.ops and not final:
             return
         if self.durability == "sync":
@@ -657,6 +673,8 @@ class RunLoop:
 
     async def apersist(self, final: bool = False) -> None:
         """Write queued operations as the durability mode says (async runner)."""
+        if self.usage:
+            self._queue_usage()
         if not self.ops and not final:
             return
         if self.durability == "sync":
@@ -685,10 +703,14 @@ class RunLoop:
             future.result()
 
     def flush(self) -> None:
+        if self.usage:
+            self._queue_usage()
         ops, self.ops = list(self.ops), []
         self._write_ops(ops)
 
     async def aflush(self) -> None:
+        if self.usage:
+            self._queue_usage()
         ops, self.ops = list(self.ops), []
         await self._awrite_ops(ops)
 
@@ -699,6 +721,8 @@ class RunLoop:
                 _, checkpoint, metadata, parent_id, expected = op
                 saver.put(self._base_config, checkpoint, metadata, parent_id=parent_id,
                           expected_head=expected)
+            elif op[0] == "usage":
+                saver.put_usage(op[1])
             else:
                 saver.put_writes(self._config_at(op[2]), op[1])
 
@@ -709,6 +733,8 @@ class RunLoop:
                 _, checkpoint, metadata, parent_id, expected = op
                 await saver.aput(self._base_config, checkpoint, metadata, parent_id=parent_id,
                                  expected_head=expected)
+            elif op[0] == "usage":
+                await saver.aput_usage(op[1])
             else:
                 await saver.aput_writes(self._config_at(op[2]), op[1])
 

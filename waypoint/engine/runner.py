@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import BudgetExceeded, GraphRecursionError, RunTimeoutError
+from ..errors import BudgetExceeded, GraphInterrupt, GraphRecursionError, RunTimeoutError
+from ..types import Command
+from . import observers
 from .context import NO_RESUME
 from .execute import arun_task, run_task
 from .loop import RunLoop
@@ -50,8 +53,11 @@ def _run_step_sync(loop: RunLoop, todo: list[Task]) -> None:
 def iter_sync(loop: RunLoop, loaded: tuple[Any, str | None] | None = None,
               resume: Any = NO_RESUME) -> Iterator[None]:
     """Run to the end, yielding after every committed super-step (for streaming)."""
+    error: BaseException | None = None
     try:
         saved, head = loaded if loaded is not None else _load(loop)
+        if observers.OBSERVERS:
+            _open_run(loop, saved, resume)
         loop.begin(saved, head, resume)
         if loop.stopped is not None:
             raise loop.stopped
@@ -75,7 +81,11 @@ def iter_sync(loop: RunLoop, loaded: tuple[Any, str | None] | None = None,
         if loop.error is not None:
             _compensate(loop, loop.error)
             raise loop.error
-    except Exception as exc:
+    except BaseException as exc:
+        error = exc
+        if not isinstance(exc, Exception):
+            _save_usage(loop)
+            raise
         if loop.ops and loop.durability != "sync":  # keep what a deferred mode still holds
             loop.persist(final=True)
         if exc is not loop.error and isinstance(exc, _FAILS_RUN):
@@ -83,13 +93,18 @@ def iter_sync(loop: RunLoop, loaded: tuple[Any, str | None] | None = None,
         raise
     finally:
         loop.close()
+        if loop.scope is not None:
+            _close_run(loop, error)
 
 
 async def arun(loop: RunLoop, loaded: tuple[Any, str | None] | None = None,
                resume: Any = NO_RESUME) -> None:
     """Run to the end on the event loop."""
+    error: BaseException | None = None
     try:
         saved, head = loaded if loaded is not None else await _aload(loop)
+        if observers.OBSERVERS:
+            _open_run(loop, saved, resume)
         loop.begin(saved, head, resume)
         if loop.stopped is not None:
             raise loop.stopped
@@ -111,7 +126,11 @@ async def arun(loop: RunLoop, loaded: tuple[Any, str | None] | None = None,
         if loop.error is not None:
             await asyncio.to_thread(_compensate, loop, loop.error)
             raise loop.error
-    except Exception as exc:
+    except BaseException as exc:
+        error = exc
+        if not isinstance(exc, Exception):
+            await _asave_usage(loop)
+            raise
         if loop.ops and loop.durability != "sync":
             await loop.apersist(final=True)
         if exc is not loop.error and isinstance(exc, _FAILS_RUN):
@@ -119,6 +138,55 @@ async def arun(loop: RunLoop, loaded: tuple[Any, str | None] | None = None,
         raise
     finally:
         loop.close()
+        if loop.scope is not None:
+            _close_run(loop, error)
+
+
+def _open_run(loop: RunLoop, saved: Any, resume: Any) -> None:
+    """The run's scope: a child of the node attempt that runs it, for a subgraph."""
+    metadata = (loop.config.get("metadata") or {}) if not loop.ns else {}
+    inp = loop.input
+    resumed = saved is not None and (inp is None or (
+        isinstance(inp, Command) and inp.resume is not None) or resume is not NO_RESUME)
+    attrs: dict[str, Any] = {
+        "graph": loop.root_name if not loop.ns else getattr(loop.graph, "name", ""),
+        "thread_id": None if loop.thread_id is None else str(loop.thread_id),
+        "run_id": loop.run_id, "checkpoint_ns": loop.ns, "resumed": resumed,
+        "tenant": metadata.get("tenant") or metadata.get("tenant_id"),
+        "user_id": metadata.get("user_id"), "assistant_id": metadata.get("assistant_id"),
+    }
+    if saved is not None and resumed:
+        attrs["resumes"] = dict(saved.metadata or {}).get("trace")
+        attrs["resumes_checkpoint_id"] = saved.checkpoint.id
+    loop.scope = observers.start("run", getattr(loop.graph, "name", "") or "graph", attrs,
+                                 loop=loop)
+
+
+def _close_run(loop: RunLoop, error: BaseException | None) -> None:
+    if error is not None:
+        status = "interrupted" if isinstance(error, GraphInterrupt) else "error"
+    elif loop.status == "interrupted":
+        status = "interrupted"
+    else:
+        status = "cancelled" if loop.cancelled and loop.status == "running" else "success"
+    observers.end(loop.scope, error if status == "error" else None, status=status,
+                  checkpoint_id=loop.checkpoint_id, steps=loop.steps_run)
+    loop.scope = None
+
+
+def _save_usage(loop: RunLoop) -> None:
+    """Best effort, for a run stopped by a signal or a cancellation: what it spent."""
+    if loop.usage and loop.saver is not None:
+        records, loop.usage = loop.usage, []
+        with contextlib.suppress(Exception):
+            loop.saver.put_usage(records)
+
+
+async def _asave_usage(loop: RunLoop) -> None:
+    if loop.usage and loop.saver is not None:
+        records, loop.usage = loop.usage, []
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(loop.saver.aput_usage(records))
 
 
 # Failures that end a run before its state changed (a task's own failure is loop.error).

@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..types import RetryPolicy
+from . import observers
 
 if TYPE_CHECKING:
     from .loop import RunLoop
@@ -64,12 +65,16 @@ def _policy(node: Any) -> RetryPolicy | None:
     return policy[0]
 
 
-def _call(loop: RunLoop, node: Any, entry: dict[str, Any]) -> None:
-    """Call a compensation as the node it undoes (so `get_config()` works inside it)."""
+def _call(loop: RunLoop, node: Any, entry: dict[str, Any],
+          scope: observers.Scope | None = None) -> None:
+    """Call a compensation as the node it undoes (so `get_config()` works inside it);
+    model and tool calls inside it nest under its scope."""
     from .context import TaskRuntime, reset_runtime, set_runtime
     from .task import Task
 
-    token = set_runtime(TaskRuntime(loop, Task(0, node.name, node, entry["task"])))
+    runtime = TaskRuntime(loop, Task(0, node.name, node, entry["task"]))
+    runtime.scope = scope
+    token = set_runtime(runtime)
     try:
         _invoke(node, entry, node.codec.build(loop.values))
     finally:
@@ -91,7 +96,17 @@ def _invoke(node: Any, entry: dict[str, Any], state: Any) -> None:
         raise TypeError(f"compensate of node {node.name!r} is async; compensations are sync")
 
 
-def _compensate_one(loop: RunLoop, entry: dict[str, Any]) -> dict[str, Any]:
+def _compensate_observed(loop: RunLoop, entry: dict[str, Any]) -> dict[str, Any]:
+    scope = observers.start("compensation", entry["node"], {"node": entry["node"]},
+                            parent=loop.scope, loop=loop) if observers.OBSERVERS else None
+    outcome = _compensate_one(loop, entry, scope)
+    observers.end(scope, None, outcome=outcome["status"], key=outcome.get("key"),
+                  attempts=outcome.get("attempts"), error_text=outcome.get("error"))
+    return outcome
+
+
+def _compensate_one(loop: RunLoop, entry: dict[str, Any],
+                    scope: observers.Scope | None = None) -> dict[str, Any]:
     node = loop.spec.nodes.get(entry["node"])
     if node is None or node.compensate is None:
         return {"node": entry["node"], "status": "skipped",
@@ -110,7 +125,7 @@ def _compensate_one(loop: RunLoop, entry: dict[str, Any]) -> dict[str, Any]:
     while True:
         attempt += 1
         try:
-            _call(loop, node, entry)
+            _call(loop, node, entry, scope)
         except Exception as exc:
             if policy is not None and attempt < policy.max_attempts and policy.should_retry(exc):
                 time.sleep(policy.delay(attempt, exc))
@@ -134,7 +149,7 @@ def compensate_run(loop: RunLoop, reason: str, source: str = "compensation") -> 
 
     Returns the summary written to the final checkpoint's metadata under "compensation".
     """
-    outcomes = [_compensate_one(loop, entry) for entry in completed_in_run(loop)]
+    outcomes = [_compensate_observed(loop, entry) for entry in completed_in_run(loop)]
     summary = {
         "reason": reason,
         "compensated": [o["node"] for o in outcomes if o["status"] == "compensated"],

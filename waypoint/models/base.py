@@ -12,14 +12,17 @@ import asyncio
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..engine import observers
 from ..engine.context import (
     call_scope,
     on_model_end,
     on_model_start,
     on_model_token,
+    record_usage,
     reserve_model_call,
     retry_feedback,
     settle_model_call,
@@ -87,6 +90,7 @@ class ChatModel:
     """Base of every provider. `model` names it in ledgers and price books."""
 
     model: str = "model"
+    provider: str | None = None  # OpenTelemetry's gen_ai.provider.name, where known
 
     def __init__(self, *, ledger: UsageLedger | None = None,
                  prices: PriceBook | None = None, **defaults: Any) -> None:
@@ -154,8 +158,9 @@ class ChatModel:
         request = messages if isinstance(messages, ModelRequest) else self.request(
             messages, **options)
         call = _Call(self, request)
-        for delta in self._stream_raw(request):
-            call.add(delta)
+        with call.failing():
+            for delta in self._stream_raw(request):
+                call.add(delta)
         return call.finish()
 
     def invoke(self, messages: Any, **options: Any) -> AIMessage:
@@ -164,18 +169,20 @@ class ChatModel:
     def stream(self, messages: Any, **options: Any) -> Iterator[AIMessageChunk]:
         request = self.request(messages, **options)
         call = _Call(self, request, always_stream=True)
-        for delta in self._stream_raw(request):
-            chunk = call.add(delta)
-            if chunk is not None:
-                yield chunk
+        with call.failing():
+            for delta in self._stream_raw(request):
+                chunk = call.add(delta)
+                if chunk is not None:
+                    yield chunk
         yield call.finish().final_chunk()
 
     async def agenerate(self, messages: Any, **options: Any) -> ModelResponse:
         request = messages if isinstance(messages, ModelRequest) else self.request(
             messages, **options)
         call = _Call(self, request)
-        async for delta in self._astream_raw(request):
-            call.add(delta)
+        with call.failing():
+            async for delta in self._astream_raw(request):
+                call.add(delta)
         return call.finish()
 
     async def ainvoke(self, messages: Any, **options: Any) -> AIMessage:
@@ -184,10 +191,11 @@ class ChatModel:
     async def astream(self, messages: Any, **options: Any) -> AsyncIterator[AIMessageChunk]:
         request = self.request(messages, **options)
         call = _Call(self, request, always_stream=True)
-        async for delta in self._astream_raw(request):
-            chunk = call.add(delta)
-            if chunk is not None:
-                yield chunk
+        with call.failing():
+            async for delta in self._astream_raw(request):
+                chunk = call.add(delta)
+                if chunk is not None:
+                    yield chunk
         yield call.finish().final_chunk()
 
     def structured(self, messages: Any, schema: type[SchemaT], **options: Any) -> SchemaT:
@@ -253,7 +261,7 @@ class _Call:
     answered, with no ledger (it records the call itself, with `cached`)."""
 
     __slots__ = ("chunks", "finish_reason", "message_id", "model", "request", "run_id",
-                 "started", "text", "ticket", "tool_calls", "usage")
+                 "scope", "started", "text", "ticket", "tool_calls", "usage")
 
     def __init__(self, model: ChatModel, request: ModelRequest,
                  always_stream: bool = False) -> None:
@@ -268,6 +276,30 @@ class _Call:
         self.ticket = reserve_model_call(model, request)  # a budget's worst-case hold
         self.chunks = always_stream or streaming_tokens()
         self.run_id = on_model_start(model.model, request.messages) if self.chunks else None
+        self.scope = observers.start("model", model.model, {
+            "model": model.model, "provider": getattr(model, "provider", None),
+            "server_address": getattr(model, "base_url", None), "request": request,
+            "max_tokens": request.max_tokens, "temperature": request.temperature,
+            "stream": self.chunks, **call_scope()}) if observers.OBSERVERS else None
+
+    @contextmanager
+    def failing(self) -> Iterator[None]:
+        """Record a call that raised (or whose stream was dropped) as failed."""
+        try:
+            yield
+        except BaseException as exc:
+            self.fail(exc)
+            raise
+
+    def fail(self, error: BaseException) -> None:
+        latency = time.perf_counter() - self.started
+        model = self.model
+        record = UsageRecord(model.model, self.usage or Usage(), model.price(self.usage or Usage()),
+                             latency, outcome="error", **call_scope())
+        record_usage(record)
+        observers.end(self.scope, error if isinstance(error, Exception) else None,
+                      outcome="error" if isinstance(error, Exception) else "cancelled",
+                      latency_s=latency)
 
     def add(self, delta: ModelDelta) -> AIMessageChunk | None:
         if delta.usage is not None:
@@ -298,8 +330,20 @@ class _Call:
         if self.chunks:
             on_model_end(self.run_id, message)
         settle_model_call(self.ticket, self.usage, cost)
+        cached = bool(getattr(model, "cached", False))
+        # A cached answer spent no tokens now: the ledger counts it at its cost (0), while
+        # the message keeps the usage of the call that produced it.
+        record = UsageRecord(model.model, Usage() if cached else self.usage or Usage(), cost,
+                             latency, cached=cached, **call_scope())
+        record_usage(record)
         if model.ledger is not None:
-            model.ledger.record(UsageRecord(model.model, self.usage or Usage(), cost,
-                                            latency, **call_scope()))
+            model.ledger.record(record)
+        if self.scope is not None:
+            usage = self.usage
+            observers.end(self.scope, outcome="ok", latency_s=latency, cost_usd=cost,
+                          input_tokens=None if usage is None else usage.input_tokens,
+                          output_tokens=None if usage is None else usage.output_tokens,
+                          finish_reason=self.finish_reason, response_id=self.message_id,
+                          response_model=model.model, cached=cached, message=message)
         return ModelResponse(message, self.usage, self.finish_reason, model.model, latency,
                              cost)

@@ -178,11 +178,12 @@ class Gateway(ChatModel):
         served = _Served(self)
         call = _Call(served, request)
         key, hit = self._lookup(request)
-        if hit is not None:
-            call.add(self._replay(hit, served))
-        else:
-            for delta in self._chain(request, served, buffered=not call.chunks):
-                call.add(delta)
+        with call.failing():
+            if hit is not None:
+                call.add(self._replay(hit, served))
+            else:
+                for delta in self._chain(request, served, buffered=not call.chunks):
+                    call.add(delta)
         return self._finish(call, served, key)
 
     def stream(self, messages: Any, **options: Any) -> Iterator[AIMessageChunk]:
@@ -192,10 +193,11 @@ class Gateway(ChatModel):
         key, hit = self._lookup(request)
         deltas = iter([self._replay(hit, served)]) if hit is not None else self._chain(
             request, served, buffered=False)
-        for delta in deltas:
-            chunk = call.add(delta)
-            if chunk is not None:
-                yield chunk
+        with call.failing():
+            for delta in deltas:
+                chunk = call.add(delta)
+                if chunk is not None:
+                    yield chunk
         yield _last_chunk(self._finish(call, served, key))
 
     async def agenerate(self, messages: Any, **options: Any) -> ModelResponse:
@@ -204,11 +206,12 @@ class Gateway(ChatModel):
         served = _Served(self)
         call = _Call(served, request)
         key, hit = self._lookup(request)
-        if hit is not None:
-            call.add(self._replay(hit, served))
-        else:
-            async for delta in self._achain(request, served, buffered=not call.chunks):
-                call.add(delta)
+        with call.failing():
+            if hit is not None:
+                call.add(self._replay(hit, served))
+            else:
+                async for delta in self._achain(request, served, buffered=not call.chunks):
+                    call.add(delta)
         return self._finish(call, served, key)
 
     async def astream(self, messages: Any, **options: Any) -> AsyncIterator[AIMessageChunk]:
@@ -216,15 +219,16 @@ class Gateway(ChatModel):
         served = _Served(self)
         call = _Call(served, request, always_stream=True)
         key, hit = self._lookup(request)
-        if hit is not None:
-            chunk = call.add(self._replay(hit, served))
-            if chunk is not None:
-                yield chunk
-        else:
-            async for delta in self._achain(request, served, buffered=False):
-                chunk = call.add(delta)
+        with call.failing():
+            if hit is not None:
+                chunk = call.add(self._replay(hit, served))
                 if chunk is not None:
                     yield chunk
+            else:
+                async for delta in self._achain(request, served, buffered=False):
+                    chunk = call.add(delta)
+                    if chunk is not None:
+                        yield chunk
         yield _last_chunk(self._finish(call, served, key))
 
     # A gateway inside another gateway is a plain fallback chain: the outer one records,
@@ -366,7 +370,7 @@ class Gateway(ChatModel):
         usage = Usage() if served.cached else (response.usage or Usage())
         self.ledger.record(UsageRecord(response.model, usage, response.cost_usd,
                                        response.latency_s, cached=served.cached,
-                                       **call_scope()))
+                                       **call_scope()))  # (_Call.finish wrote the run's)
         if key is not None and not served.cached and self.cache is not None:
             message = response.message
             self.cache.put(key, CachedResponse(response.model, message.content,

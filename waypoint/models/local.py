@@ -54,6 +54,7 @@ class LocalModel(OpenAICompatible):
         super().__init__("http://127.0.0.1", name, timeout=timeout, prices=prices,
                          tool_calling=tool_calling, **options)
         self.model = label
+        self.provider = "llama.cpp"
         self._server: LlamaServer | None = None
 
     def start(self) -> LocalModel:

@@ -61,6 +61,24 @@ class _Secret:
     __str__ = __repr__
 
 
+# Hosts whose OpenTelemetry GenAI provider name is not "openai" (the API they all speak).
+_PROVIDERS = {"api.groq.com": "groq", "api.deepseek.com": "deepseek",
+              "api.mistral.ai": "mistral_ai", "api.x.ai": "x_ai",
+              "api.perplexity.ai": "perplexity", "openrouter.ai": "openrouter",
+              "api.together.xyz": "together", "api.fireworks.ai": "fireworks",
+              "generativelanguage.googleapis.com": "gcp.gemini"}
+
+
+def provider_of(base_url: str) -> str:
+    """The `gen_ai.provider.name` of an endpoint, from its host."""
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(base_url).hostname or "").lower()
+    if host.endswith(".openai.azure.com"):
+        return "azure.ai.openai"
+    return _PROVIDERS.get(host, "openai")
+
+
 class OpenAICompatible(ChatModel):
     """A chat model served at `base_url` (e.g. `https://api.openai.com/v1`) under `model`.
 
@@ -101,6 +119,7 @@ class OpenAICompatible(ChatModel):
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_model = model
+        self.provider = provider_of(self.base_url)
         self.timeout = float(timeout)
         self.max_retries = int(max_retries)
         self._api_key = _Secret(api_key) if api_key else None

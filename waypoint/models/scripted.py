@@ -59,6 +59,8 @@ def _as_reply(item: Any) -> Reply:
 class ScriptedModel(ChatModel):
     """Answers with `responses` in order; `cycle=True` starts over when they run out."""
 
+    provider = "waypoint.scripted"
+
     def __init__(self, responses: Sequence[Script], *, model: str = "scripted",
                  cycle: bool = False, latency: float = 0.0, **options: Any) -> None:
         super().__init__(**options)

@@ -16,6 +16,7 @@ import dataclasses
 import datetime
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from enum import Enum
 from functools import partial
@@ -23,10 +24,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..engine import observers
+from ..engine.context import call_scope, record_usage, reserve_tool_call, settle_tool_call
 from ..engine.effects import effect_scope
 from ..errors import GraphBubbleUp, PermanentError, TransientError
 from ..messages import Message, ToolMessage, coerce_message
 from ..types import Command
+from ..usage import Usage, UsageRecord
 from .tool import (
     Tool,
     ToolArgumentError,
@@ -313,12 +317,48 @@ class ToolNode:
                 raise _CallFailed(UnknownToolError(
                     f"tool {name!r} is not allowed at this point (allowed: "
                     f"{', '.join(sorted(allowed)) or 'none'})", tool=name), 0)
-            result = await self._run(found, args, state, call_id)  # effects keyed by call id
+            result = await self._observed_run(found, args, state, call_id)
         except _CallFailed as failed:
             if self.handle_errors is False:
                 raise failed.error from None
             return self._error_message(failed, name, call_id)
         return self._result_message(result, found.name, call_id)
+
+    async def _observed_run(self, tool: Tool, args: Any, state: Any,
+                            call_id: str | None) -> Any:
+        """`_run` with its cost held against the budget, its usage in the run's ledger and
+        its span (effects inside are keyed by the call id)."""
+        cost = tool.cost_estimate
+        ticket = reserve_tool_call(tool.name, cost)
+        scope = observers.start("tool", tool.name, {
+            "tool": tool.name, "call_id": call_id, "description": tool.description,
+            "arguments": args, "cost_estimate": cost, **call_scope()}) \
+            if observers.OBSERVERS else None
+        started = time.perf_counter()
+        outcome = "error"
+        result: Any = None
+        try:
+            result = await self._run(tool, args, state, call_id)
+            outcome = "ok"
+            return result
+        except _CallFailed as failed:
+            observers.end(scope, failed.error, outcome="error", attempts=failed.attempts)
+            scope = None
+            raise
+        except BaseException as exc:  # an interrupt (approval) or a cancellation
+            observers.end(scope, None, outcome="interrupted" if isinstance(
+                exc, GraphBubbleUp) else "cancelled")
+            scope = None
+            outcome = ""
+            raise
+        finally:
+            latency = time.perf_counter() - started
+            if outcome:
+                settle_tool_call(ticket, cost)
+                record_usage(UsageRecord(tool.name, Usage(), cost, latency, kind="tool",
+                                         outcome=outcome, **call_scope()))
+            if scope is not None:
+                observers.end(scope, outcome="ok", latency_s=latency, result=result)
 
     async def _run(self, tool: Tool, args: Any, state: Any, call_id: str | None) -> Any:
         """Validate, then run with timeout and retries; failures come out as `_CallFailed`."""

@@ -11,6 +11,7 @@ retries on its own a tool that says it is idempotent.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import json
 import re
@@ -160,10 +161,11 @@ def run_coroutine_sync(coro: Coroutine[Any, Any, T]) -> T:
     except RuntimeError:
         return asyncio.run(coro)
     box: dict[str, Any] = {}
+    context = contextvars.copy_context()  # the caller's run, node and trace go along
 
     def target() -> None:
         try:
-            box["value"] = asyncio.run(coro)
+            box["value"] = context.run(asyncio.run, coro)
         except BaseException as exc:  # handed back to the caller
             box["error"] = exc
 
