@@ -106,3 +106,27 @@ __all__ = [
     "sleep",
     "wait_until",
 ]
+
+
+def _trace_from_env() -> None:
+    """Tracing with no code change: when an OTEL_* trace variable is set (and only then),
+    set it up from the environment (waypoint/observe/otel_setup.py)."""
+    import os
+
+    env = os.environ
+    if not (env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            or env.get("OTEL_TRACES_EXPORTER")):
+        return
+    try:
+        from .observe.otel_setup import configure_from_env
+
+        configure_from_env()
+    except Exception:  # tracing never breaks the import
+        import logging
+
+        logging.getLogger("waypoint").warning("could not set up tracing from OTEL_* variables",
+                                              exc_info=True)
+
+
+_trace_from_env()
+del _trace_from_env
