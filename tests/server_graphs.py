@@ -292,3 +292,24 @@ _crasher.add_node("crash", _crash)
 _crasher.add_edge(START, "crash")
 _crasher.add_edge("crash", END)
 crasher = _crasher.compile()
+
+
+def _priced_agent() -> Any:
+    """A ReAct agent on a priced scripted model with a tool that has a cost estimate: one
+    tool call, then an answer (two model calls and one tool call per run)."""
+    from waypoint.models.pricing import PriceBook
+    from waypoint.prebuilt import create_react_agent
+    from waypoint.tools import tool
+
+    @tool(cost_estimate=0.25)
+    def lookup(city: str) -> str:
+        """Look up the weather of a city."""
+        return f"sunny in {city}"
+
+    model = ScriptedModel([{"tool_calls": [{"name": "lookup", "args": {"city": "Oslo"}}]},
+                           "It is sunny in Oslo."], cycle=True, model="scripted-priced",
+                          prices=PriceBook({"scripted-priced": (1_000_000.0, 2_000_000.0)}))
+    return create_react_agent(model, [lookup])
+
+
+agent = _priced_agent()

@@ -29,7 +29,7 @@ from store_backends import IN_CI, PG_URL, postgres_reachable
 HERE = Path(__file__).parent
 GRAPHS = {name: f"server_graphs.py:{name}" for name in (
     "three", "hitl", "boom", "slow", "payment", "chat", "approval", "nested", "memory",
-    "trip", "napper", "greeter", "per_user", "crasher", "fenced", "outage")}
+    "trip", "napper", "greeter", "per_user", "crasher", "fenced", "outage", "agent")}
 _READY = re.compile(r"waypoint serving .* on (http://\S+) ")
 _WORKER_READY = re.compile(r"waypoint worker ")
 

@@ -24,7 +24,8 @@ def test_sigkill_mid_run_the_run_finishes_after_restart_and_its_effect_ran_once(
         tid, rid = run["thread_id"], run["run_id"]
         # killed while the step after the effect runs (it waits for a file)
         wait_until(lambda: http.get(f"/threads/{tid}/state").json()["next"] == ["hold"])
-        first.kill()
+        wait_until(lambda: _stored_events(url, tmp_path / "server.db", rid))  # (a busy
+        first.kill()  # machine may not have written attempt 1's events yet: they are lost)
         assert side.read_text().count("charged") == 1
         (tmp_path / "side.txt.release").touch()
 
@@ -116,3 +117,17 @@ def test_ttl_sweep_keeps_threads_waiting_for_a_person(tmp_path):
         assert not gone(approving)
     finally:
         server.stop()
+
+
+def _stored_events(postgres: str | None, sqlite_file, run_id: str) -> int:
+    """How many stream events of the run are in the database (not only in memory)."""
+    query = "SELECT count(*) FROM waypoint_run_events WHERE run_id = "
+    if postgres:
+        import psycopg
+
+        with psycopg.connect(postgres) as conn:
+            return conn.execute(query + "%s", (run_id,)).fetchone()[0]
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(sqlite_file)) as conn:
+        return conn.execute(query + "?", (run_id,)).fetchone()[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from . import draw, runs, serve, timers, worker
+from . import draw, runs, serve, timers, usage, worker
 
 app = typer.Typer(name="waypoint", no_args_is_help=True, add_completion=False,
                   help="Durable agent workflows: draw graphs, fire timers, serve, run workers.",
@@ -14,6 +14,7 @@ app.command("draw")(draw.draw)
 app.command("timers")(timers.timers)
 app.command("serve")(serve.serve)
 app.command("worker")(worker.worker)
+app.command("usage")(usage.usage)
 app.add_typer(runs.app, name="runs")
 
 

@@ -24,6 +24,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from .engine_metrics import EngineMetrics
+
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
 
 
@@ -85,6 +87,7 @@ class ServiceMetrics:
         self.outage_retries = Counter("waypoint_run_outage_retries", "Runs put back in the "
                                       "queue after their database went away.", registry=reg)
         reg.register(_FleetCollector(read_fleet))
+        self.engine = EngineMetrics(reg)  # what runs do inside, once registered as observer
 
     def claimed(self, graph: str, attempt: int, due: float, at: float | None = None) -> None:
         if attempt == 1:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint.base import BaseCheckpointSaver
+from ..engine import observers
 from .auth import ApiKey, Authenticator, keys_from_env, load_function
 from .config import ConfigError, Settings
 from .graphs import GraphLoadError, GraphRegistry, load_graph
@@ -225,6 +226,8 @@ async def open_service(settings: Settings, *, start_workers: bool = True
         service = Service(settings, db, saver, store, registry, auth, Broker(), webhooks)
         service.metrics = service_metrics(service)
         if start_workers and settings.workers:
+            observers.add_observer(service.metrics.engine)  # steps, model calls, cost
+            stack.callback(observers.remove_observer, service.metrics.engine)
             service.pool = WorkerPool(service, settings.workers)
             await service.pool.start(recover_all=not settings.postgres)
         from .background import start_background, write_events

@@ -20,3 +20,19 @@ def select_fields(items: list[dict[str, Any]], select: list[str] | None) -> list
     if not select:
         return items
     return [{k: v for k, v in item.items() if k in select} for item in items]
+
+
+TraceCarrier = dict[str, str] | None
+
+
+async def trace_carrier(request: Request) -> TraceCarrier:
+    """The W3C trace context a client sent with a new run (`traceparent`, `tracestate`):
+    kept with the run, so the worker that executes it continues the client's trace."""
+    parent = request.headers.get("traceparent")
+    if not parent:
+        return None
+    carrier = {"traceparent": parent[:128]}
+    state = request.headers.get("tracestate")
+    if state:
+        carrier["tracestate"] = state[:512]
+    return carrier

@@ -17,7 +17,7 @@ from ..runs.submit import create_run
 from ..schemas.runs import RunBatchItem, RunCreateStateful, RunCreateStateless, RunsCancel
 from ..tables import runs as run_table
 from ..tables.runs import Run
-from .deps import get_service, select_fields
+from .deps import TraceCarrier, get_service, select_fields, trace_carrier
 from .threads import find as find_thread
 
 router = APIRouter(tags=["runs"], dependencies=[Depends(current_identity)])
@@ -79,8 +79,9 @@ async def _wait(service: Service, run: Run) -> JSONResponse:
 @router.post("/threads/{thread_id}/runs", summary="Create Background Run")
 async def create(thread_id: str, body: RunCreateStateful, response: Response,
                  service: Service = Depends(get_service),
-                 who: Identity = Depends(current_identity)) -> dict[str, Any]:
-    run = await create_run(service, who, body, thread_id)
+                 who: Identity = Depends(current_identity),
+                 trace: TraceCarrier = Depends(trace_carrier)) -> dict[str, Any]:
+    run = await create_run(service, who, body, thread_id, trace=trace)
     response.headers["Content-Location"] = _paths(run)[0]
     return run.to_api()
 
@@ -88,16 +89,19 @@ async def create(thread_id: str, body: RunCreateStateful, response: Response,
 @router.post("/threads/{thread_id}/runs/stream", summary="Create Run, Stream Output")
 async def create_and_stream(thread_id: str, body: RunCreateStateful,
                             service: Service = Depends(get_service),
-                            who: Identity = Depends(current_identity)) -> EventSourceResponse:
-    run = await create_run(service, who, body, thread_id)
+                            who: Identity = Depends(current_identity),
+                            trace: TraceCarrier = Depends(trace_carrier)
+                            ) -> EventSourceResponse:
+    run = await create_run(service, who, body, thread_id, trace=trace)
     return _sse(service, run, cancel_on_disconnect=body.on_disconnect == "cancel")
 
 
 @router.post("/threads/{thread_id}/runs/wait", summary="Create Run, Wait for Output")
 async def create_and_wait(thread_id: str, body: RunCreateStateful,
                           service: Service = Depends(get_service),
-                          who: Identity = Depends(current_identity)) -> JSONResponse:
-    run = await create_run(service, who, body, thread_id)
+                          who: Identity = Depends(current_identity),
+                          trace: TraceCarrier = Depends(trace_carrier)) -> JSONResponse:
+    run = await create_run(service, who, body, thread_id, trace=trace)
     return await _wait(service, run)
 
 
@@ -174,37 +178,43 @@ async def cancel(thread_id: str, run_id: str, wait: bool = False,
 @router.post("/runs", summary="Create Background Run")
 async def create_stateless(body: RunCreateStateless, response: Response,
                            service: Service = Depends(get_service),
-                           who: Identity = Depends(current_identity)) -> dict[str, Any]:
-    run = await create_run(service, who, body, None, stateless=True)
+                           who: Identity = Depends(current_identity),
+                           trace: TraceCarrier = Depends(trace_carrier)) -> dict[str, Any]:
+    run = await create_run(service, who, body, None, stateless=True, trace=trace)
     response.headers["Content-Location"] = _paths(run)[0]
     return run.to_api()
 
 
 @router.post("/runs/stream", summary="Create Run, Stream Output")
 async def stream_stateless(body: RunCreateStateless, service: Service = Depends(get_service),
-                           who: Identity = Depends(current_identity)) -> EventSourceResponse:
-    run = await create_run(service, who, body, None, stateless=True)
+                           who: Identity = Depends(current_identity),
+                           trace: TraceCarrier = Depends(trace_carrier)
+                           ) -> EventSourceResponse:
+    run = await create_run(service, who, body, None, stateless=True, trace=trace)
     return _sse(service, run, cancel_on_disconnect=body.on_disconnect == "cancel")
 
 
 @router.post("/runs/wait", summary="Create Run, Wait for Output")
 async def wait_stateless(body: RunCreateStateless, service: Service = Depends(get_service),
-                         who: Identity = Depends(current_identity)) -> JSONResponse:
-    run = await create_run(service, who, body, None, stateless=True)
+                         who: Identity = Depends(current_identity),
+                         trace: TraceCarrier = Depends(trace_carrier)) -> JSONResponse:
+    run = await create_run(service, who, body, None, stateless=True, trace=trace)
     return await _wait(service, run)
 
 
 @router.post("/runs/batch", summary="Create Run Batch")
 async def batch(body: list[RunBatchItem], service: Service = Depends(get_service),
-                who: Identity = Depends(current_identity)) -> list[dict[str, Any]]:
+                who: Identity = Depends(current_identity),
+                trace: TraceCarrier = Depends(trace_carrier)) -> list[dict[str, Any]]:
     made = []
     for item in body:
         if item.thread_id:
             stateful = RunCreateStateful(**item.model_dump(
                 exclude={"thread_id", "on_completion"}, exclude_none=True))
-            made.append(await create_run(service, who, stateful, item.thread_id))
+            made.append(await create_run(service, who, stateful, item.thread_id, trace=trace))
         else:
-            made.append(await create_run(service, who, item, None, stateless=True))
+            made.append(await create_run(service, who, item, None, stateless=True,
+                                         trace=trace))
     return [r.to_api() for r in made]
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ...errors import RunTimeoutError
+from ...observe.tracing import continue_trace
 from ...types import Budget, Command, Send
 from ..encoding import dumps, error_json, to_jsonable
 from ..state import thread_summary
@@ -94,7 +95,8 @@ def run_config(run: Run, assistant_config: dict[str, Any], assistant_context: di
     config["metadata"] = {**(config.get("metadata") or {}), **run.metadata,
                           "run_id": run.run_id, "thread_id": run.thread_id,
                           "graph_id": run.graph_id, "assistant_id": run.assistant_id,
-                          "run_attempt": run.attempt}
+                          "run_attempt": run.attempt,
+                          "tenant": run.tenant}  # last: usage is billed to the run's owner
     config["run_id"] = run.run_id
     config["root_graph"] = run.graph_id  # approvals and timers filed under the served name
     if isinstance(config.get("budget"), dict):  # a budget sent as JSON
@@ -147,14 +149,16 @@ async def execute(service: Service, run: Run, live: LiveRun) -> Outcome:
     last_values: Any = None
     subgraphs = bool(run.kwargs.get("stream_subgraphs"))
     try:
-        async for part in prepared.graph.astream(
-                prepared.input, prepared.config, stream_mode=engine_modes(prepared.requested),
-                subgraphs=subgraphs, **prepared.options):
-            ns, mode, chunk = part if subgraphs else ((), *part)
-            if mode == "values" and not ns:
-                last_values = chunk
-            for name, data in shaper.shape(tuple(ns), mode, chunk):
-                broker.publish(live, name, data)
+        with continue_trace(run.kwargs.get("trace")):  # the client's traceparent parents it
+            async for part in prepared.graph.astream(
+                    prepared.input, prepared.config,
+                    stream_mode=engine_modes(prepared.requested), subgraphs=subgraphs,
+                    **prepared.options):
+                ns, mode, chunk = part if subgraphs else ((), *part)
+                if mode == "values" and not ns:
+                    last_values = chunk
+                for name, data in shaper.shape(tuple(ns), mode, chunk):
+                    broker.publish(live, name, data)
     except Exception as exc:
         if store_outage(exc):  # not the graph's failure: retried from its last checkpoint
             raise StoreOutage(error_json(exc)) from exc

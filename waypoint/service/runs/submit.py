@@ -111,10 +111,12 @@ class Withdrawn(Exception):
 
 async def create_run(service: Service, who: Identity, body: RunCreateBase,
                      thread_id: str | None, *, stateless: bool = False,
-                     guard: Callable[[Any], bool] | None = None) -> Run:
+                     guard: Callable[[Any], bool] | None = None,
+                     trace: dict[str, str] | None = None) -> Run:
     """Check and queue a run; returns the committed row (status "pending"). `guard`, if
     given, runs first in the transaction that queues the run (a cron claiming its due
-    time): when it returns False nothing is written and `Withdrawn` is raised."""
+    time): when it returns False nothing is written and `Withdrawn` is raised. `trace`:
+    the client's W3C trace context, which the worker continues."""
     assistant = await resolve_assistant(service, body.assistant_id, who)
     _check_against_graph(service, assistant.graph_id, body)
     _check_budget(body.config)
@@ -136,6 +138,8 @@ async def create_run(service: Service, who: Identity, body: RunCreateBase,
             await _check_thread_state(service, thread_id, assistant.graph_id, body,
                                       idle=not active)
     kwargs = {k: v for k in _KWARGS if (v := _plain(getattr(body, k, None))) is not None}
+    if trace:
+        kwargs["trace"] = trace
     at = time.time()
     run = Run(run_id=new_id(), thread_id=thread_id, tenant=who.tenant,
               assistant_id=assistant.assistant_id, graph_id=assistant.graph_id,

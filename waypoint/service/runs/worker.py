@@ -333,10 +333,13 @@ class WorkerPool:
         if outcome.values is None and outcome.status == "success":
             outcome.values = _values_with_interrupts(summary)
         events = service.broker.take_unsaved(run.run_id)
+        usage = await run_usage(service, run.run_id)
 
         def record(tx: Any) -> None:
             event_table.append(tx, events, time.time())
-            spent = {"budget": summary["budget"]} if summary.get("budget") else None
+            spent = {"budget": summary["budget"]} if summary.get("budget") else {}
+            if usage is not None:
+                spent["usage"] = usage
             if not run_table.finish(tx, run.run_id, outcome.status, outcome.error, spent,
                                     attempt=run.attempt):
                 return  # another worker holds the run now: its end is theirs to record
@@ -353,6 +356,18 @@ class WorkerPool:
         webhook = run.kwargs.get("webhook")
         if webhook:
             service.webhooks.send(webhook, _webhook_body(run, outcome))
+
+
+async def run_usage(service: Any, run_id: str) -> dict[str, Any] | None:
+    """The run's calls, tokens and cost from the usage ledger (None: it made no calls),
+    kept in its metadata so a client reading the run sees what it cost."""
+    groups = await service.saver.ausage_totals((), run_id=run_id)
+    if not groups or not groups[0].calls:
+        return None
+    total = groups[0]
+    return {"calls": total.calls, "input_tokens": total.input_tokens,
+            "output_tokens": total.output_tokens, "cost_usd": total.cost_usd,
+            "unpriced_calls": total.unpriced_calls, "errors": total.errors}
 
 
 def lease_fence(run: Run) -> Fence:
