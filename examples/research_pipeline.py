@@ -39,6 +39,7 @@ from waypoint import END, START, Send, StateGraph, get_stream_writer
 from waypoint.checkpoint import SqliteSaver
 from waypoint.messages import HumanMessage, SystemMessage
 from waypoint.models import ChatModel, ScriptedModel, UsageLedger
+from waypoint.observe.tracing import traced
 
 DEFAULT_TOPIC = "grid-scale battery storage"
 QUALITY_BAR = 0.8
@@ -386,7 +387,8 @@ def build_graph(
     builder.add_edge("write", "review")
     builder.add_conditional_edges("review", after_review, {"revise": "write", "publish": "publish"})
     builder.add_edge("publish", END)
-    return builder.compile(checkpointer=checkpointer, interrupt_before=list(interrupt_before))
+    return builder.compile(checkpointer=checkpointer, interrupt_before=list(interrupt_before),
+                           name="research_pipeline")
 
 
 def render_report(state: ResearchState) -> str:
@@ -511,7 +513,10 @@ def main(argv: list[str] | None = None) -> int:
         os.makedirs(os.path.dirname(args.db), exist_ok=True)
     ledger = UsageLedger()
     model = make_model(args.model, ledger, base_url=args.base_url, model_name=args.model_name)
-    with SqliteSaver.from_conn_string(args.db) as saver:
+    # With OTEL_EXPORTER_OTLP_ENDPOINT set, the runs, the approval and the resumed run of
+    # this session share one trace under this span (a no-op otherwise).
+    with SqliteSaver.from_conn_string(args.db) as saver, traced(
+            "research_pipeline", **{"waypoint.topic": args.topic}):
         code = run(args, build_graph(model, outages=args.outages, checkpointer=saver))
     report_usage(ledger, model, quiet=args.quiet)
     return code
@@ -575,7 +580,11 @@ def run(args: argparse.Namespace, app: Any) -> int:
             update = {"approval": "rejected"}
     say(f"decision: {update['approval']}" + (f", title {update['title']!r}"
                                               if "title" in update else ""))
-    app.update_state(config, update)
+    with traced("approval publish", **{"waypoint.approval.action": update["approval"],
+                                       "waypoint.approval.by": "cli",
+                                       "waypoint.thread_id": config["configurable"][
+                                           "thread_id"]}):
+        app.update_state(config, update)
     run_stream(app, None, config, args.quiet)
     say("")
     return finish(app, config)
