@@ -96,6 +96,23 @@ class UsageGroup:
                 "latency_s": round(self.latency_s, 6)}
 
 
+def total_of(groups: Iterable[UsageGroup]) -> UsageGroup:
+    """The grand total of some groups (their sums; cost unknown if any group's is)."""
+    calls = inp = out = unpriced = errors = cached = 0
+    cost: float | None = 0.0
+    latency = 0.0
+    for g in groups:
+        calls += g.calls
+        inp += g.input_tokens
+        out += g.output_tokens
+        unpriced += g.unpriced_calls
+        errors += g.errors
+        cached += g.cached_calls
+        latency += g.latency_s
+        cost = None if cost is None or g.cost_usd is None else cost + g.cost_usd
+    return UsageGroup({}, calls, inp, out, cost, unpriced, errors, cached, latency)
+
+
 # -- checking names and values ------------------------------------------------------------
 
 

@@ -73,7 +73,7 @@ def usage(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Calls, tokens and cost of model and tool calls, summed by what you group by."""
-    from ..checkpoint.usage_ledger import GROUP_DIMS
+    from ..checkpoint.usage_ledger import GROUP_DIMS, total_of
 
     dims = [d.strip() for item in by for d in item.split(",") if d.strip()]
     unknown = sorted(set(dims) - set(GROUP_DIMS))
@@ -85,7 +85,7 @@ def usage(
     bounds = {"since": parse_since(since, "--since"), "until": parse_since(until, "--until")}
     with _ledger(db, postgres) as saver:
         groups = saver.usage_totals(dims, **bounds, **filters)
-        total = saver.usage_totals((), **bounds, **filters)
+    total = [total_of(groups)]
     if as_json:
         typer.echo(json.dumps({"group_by": dims, "groups": [g.to_json() for g in groups],
                                "total": total[0].to_json() if total else None}, indent=2))

@@ -415,7 +415,7 @@ def reserve_model_call(model: Any, request: Any) -> Any:
         return None
     from ..errors import PermanentError
     from ..usage import Usage
-    from .budget import DEFAULT_WORST_OUTPUT, Exceeded, budget_question, exceeded_error
+    from .budget import DEFAULT_WORST_OUTPUT
 
     runtime.check_alive()
     worst = Usage(_estimate_prompt_tokens(request.messages),
@@ -427,12 +427,7 @@ def reserve_model_call(model: Any, request: Any) -> Any:
             f"model {model.model!r} has no known price, so the budget max_cost_usd cannot be "
             f"enforced: give the model prices= (a PriceBook) or drop max_cost_usd"
         )
-    try:
-        return guard.reserve(runtime.task.id, worst.total_tokens, cost)
-    except Exceeded as exceeded:
-        if guard.budget.on_exceed == "fail" or runtime.loop.saver is None:
-            raise exceeded_error(exceeded) from None
-        raise GraphInterrupt((budget_question(exceeded, guard, runtime.task.id),)) from None
+    return _reserve(runtime, guard, worst.total_tokens, cost, model_call=True)
 
 
 def reserve_tool_call(name: str, cost: float | None) -> Any:
@@ -441,10 +436,16 @@ def reserve_tool_call(name: str, cost: float | None) -> Any:
     guard = runtime.loop.guard if runtime is not None else None
     if guard is None or not cost:
         return None
+    return _reserve(runtime, guard, 0, cost, model_call=False)
+
+
+def _reserve(runtime: TaskRuntime, guard: Any, tokens: int, cost: float | None, *,
+             model_call: bool) -> Any:
+    """Hold a call against the budget; over it, pause for a person or fail, as set."""
     from .budget import Exceeded, budget_question, exceeded_error
 
     try:
-        return guard.reserve(runtime.task.id, 0, cost, model_call=False)
+        return guard.reserve(runtime.task.id, tokens, cost, model_call=model_call)
     except Exceeded as exceeded:
         if guard.budget.on_exceed == "fail" or runtime.loop.saver is None:
             raise exceeded_error(exceeded) from None

@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 
-from ...checkpoint.usage_ledger import GROUP_DIMS, UsageGroup
+from ...checkpoint.usage_ledger import GROUP_DIMS, UsageGroup, total_of
 from ...usage import parse_moment
 from ..auth import Identity, current_identity
 from ..context import Service
@@ -22,10 +22,6 @@ from ..errors import Unprocessable
 from .deps import get_service
 
 router = APIRouter(tags=["usage"], dependencies=[Depends(current_identity)])
-
-
-def group_json(group: UsageGroup) -> dict[str, Any]:
-    return group.to_json()
 
 
 def _epoch(value: str | None, name: str) -> float | None:
@@ -59,15 +55,12 @@ async def usage(group_by: list[str] = Query(default=[]),
     bounds = {"since": _epoch(since, "since"), "until": _epoch(until, "until")}
     if not who.is_admin:
         if tenant is not None and tenant != who.tenant:  # not yours: as if it had none
-            empty = group_json(UsageGroup({}))
+            empty = UsageGroup({}).to_json()
             return {"group_by": dims, "groups": [], "total": empty}
         tenant = who.tenant
     filters = {"run_id": run_id, "thread_id": thread_id, "assistant_id": assistant_id,
                "node": node, "model": model, "tool": tool, "kind": kind, "outcome": outcome,
                "user_id": user_id, "tenant": tenant}
-    saver = service.saver
-    groups, total = await asyncio.to_thread(lambda: (
-        saver.usage_totals(dims, **bounds, **filters),
-        saver.usage_totals((), **bounds, **filters)))
-    return {"group_by": dims, "groups": [group_json(g) for g in groups],
-            "total": group_json(total[0] if total else UsageGroup({}))}
+    groups = await asyncio.to_thread(service.saver.usage_totals, dims, **bounds, **filters)
+    return {"group_by": dims, "groups": [g.to_json() for g in groups],
+            "total": total_of(groups).to_json()}
