@@ -53,6 +53,8 @@ class ModelRequest:
     stop: list[str] | None = None
     timeout: float | None = None
     seed: int | None = None
+    logprobs: bool | None = None  # token log-probabilities, where the provider gives them
+    top_logprobs: int | None = None  # alternatives per token (with logprobs)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -65,6 +67,8 @@ class ModelDelta:
     tool_calls: list[dict[str, Any]] | None = None
     finish_reason: str | None = None
     usage: Usage | None = None
+    # One entry per generated token of `text`: {"token", "logprob", "top_logprobs"}.
+    logprobs: list[dict[str, Any]] | None = None
 
 
 @dataclass(slots=True)
@@ -75,6 +79,7 @@ class ModelResponse:
     model: str
     latency_s: float
     cost_usd: float | None = None
+    logprobs: list[dict[str, Any]] | None = None  # when asked for and given
 
     def final_chunk(self) -> AIMessageChunk:
         """The empty chunk that closes a stream, carrying finish reason and usage."""
@@ -260,8 +265,8 @@ class _Call:
     `.ledger` and `.price(usage)`: the gateway passes a stand-in naming the model that
     answered, with no ledger (it records the call itself, with `cached`)."""
 
-    __slots__ = ("chunks", "finish_reason", "message_id", "model", "request", "run_id",
-                 "scope", "started", "text", "ticket", "tool_calls", "usage")
+    __slots__ = ("chunks", "finish_reason", "logprobs", "message_id", "model", "request",
+                 "run_id", "scope", "started", "text", "ticket", "tool_calls", "usage")
 
     def __init__(self, model: ChatModel, request: ModelRequest,
                  always_stream: bool = False) -> None:
@@ -271,6 +276,7 @@ class _Call:
         self.started = time.perf_counter()
         self.text: list[str] = []
         self.tool_calls: list[dict[str, Any]] = []
+        self.logprobs: list[dict[str, Any]] = []
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
         self.ticket = reserve_model_call(model, request)  # a budget's worst-case hold
@@ -308,6 +314,8 @@ class _Call:
             self.finish_reason = delta.finish_reason
         if delta.tool_calls:
             self.tool_calls.extend(delta.tool_calls)
+        if delta.logprobs:
+            self.logprobs.extend(delta.logprobs)
         if not delta.text and not delta.tool_calls:
             return None
         self.text.append(delta.text)
@@ -322,9 +330,13 @@ class _Call:
         latency = time.perf_counter() - self.started
         model = self.model
         cost = model.price(self.usage)
+        metadata: dict[str, Any] = {"finish_reason": self.finish_reason,
+                                    "model_name": model.model}
+        if self.logprobs:
+            metadata["logprobs"] = {"content": self.logprobs}  # LangChain's place for them
         message = AIMessage(
             "".join(self.text), id=self.message_id, tool_calls=self.tool_calls or None,
-            response_metadata={"finish_reason": self.finish_reason, "model_name": model.model},
+            response_metadata=metadata,
             usage_metadata=self.usage.as_metadata() if self.usage is not None else None,
         )
         if self.chunks:
@@ -346,4 +358,4 @@ class _Call:
                           finish_reason=self.finish_reason, response_id=self.message_id,
                           response_model=model.model, cached=cached, message=message)
         return ModelResponse(message, self.usage, self.finish_reason, model.model, latency,
-                             cost)
+                             cost, self.logprobs or None)

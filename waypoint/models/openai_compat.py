@@ -171,7 +171,7 @@ class OpenAICompatible(ChatModel):
             body["tools"] = request.tools
         if request.tool_choice is not None:
             body["tool_choice"] = request.tool_choice
-        for name in ("max_tokens", "temperature", "stop", "seed"):
+        for name in ("max_tokens", "temperature", "stop", "seed", "logprobs", "top_logprobs"):
             value = getattr(request, name)
             if value is not None:
                 body[name] = value
@@ -413,6 +413,23 @@ class _Pool:
         self.close()
 
 
+def _token_logprobs(block: Any) -> list[dict[str, Any]] | None:
+    """OpenAI's `logprobs.content` entries, reduced to token, logprob and alternatives."""
+    entries = block.get("content") if isinstance(block, dict) else None
+    if not isinstance(entries, list) or not entries:
+        return None
+    out = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("logprob"), (int, float)):
+            continue
+        alternatives = [{"token": str(alt.get("token", "")), "logprob": float(alt["logprob"])}
+                        for alt in entry.get("top_logprobs") or ()
+                        if isinstance(alt, dict) and isinstance(alt.get("logprob"), (int, float))]
+        out.append({"token": str(entry.get("token", "")), "logprob": float(entry["logprob"]),
+                    "top_logprobs": alternatives})
+    return out or None
+
+
 class _StreamParser:
     """Server-sent events of a chat-completions stream -> `ModelDelta`s.
 
@@ -491,7 +508,9 @@ class _StreamParser:
             delta = choice.get("delta") or choice.get("message") or {}
             text = delta.get("content")
             if isinstance(text, str) and text:
-                out.append(ModelDelta(text))
+                # Log-probabilities only of tokens that are part of the text: llama.cpp
+                # also reports one for an opening chunk that carries no content.
+                out.append(ModelDelta(text, logprobs=_token_logprobs(choice.get("logprobs"))))
             for fragment in delta.get("tool_calls") or ():
                 self._tool_fragment(fragment)
             if choice.get("finish_reason"):

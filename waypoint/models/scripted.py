@@ -34,6 +34,9 @@ class Reply:
     latency: float = 0.0
     error: BaseException | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Given when the request asks for logprobs: one per scripted token of `text` (text
+    # split at whitespace, each token keeping its leading spaces), or one for all.
+    logprobs: Sequence[float] | float | None = None
 
 
 Script = str | dict | Reply | BaseException | Callable[[ModelRequest], Any]
@@ -50,7 +53,8 @@ def _as_reply(item: Any) -> Reply:
         calls = [{"name": c["name"], "args": c.get("args", {}),
                   "id": c.get("id") or f"call_{i}", "type": "tool_call"}
                  for i, c in enumerate(item.get("tool_calls", ()))]
-        return Reply(item.get("text", ""), calls, item.get("finish_reason", "stop"))
+        return Reply(item.get("text", ""), calls, item.get("finish_reason", "stop"),
+                     logprobs=item.get("logprobs"))
     if isinstance(item, dict):  # a structured answer: its JSON
         return Reply(json.dumps(item))
     raise TypeError(f"cannot script a reply from {type(item).__name__}: {item!r}")
@@ -108,9 +112,17 @@ class ScriptedModel(ChatModel):
             tokens = self._tokens(text)
             if len(tokens) > request.max_tokens:
                 text = "".join(tokens[: request.max_tokens])
-                reply = Reply(text, reply.tool_calls, "length", reply.usage)
-        for token in self._tokens(text) if text else ():
-            yield ModelDelta(token)
+                reply = Reply(text, reply.tool_calls, "length", reply.usage,
+                              logprobs=reply.logprobs)
+        tokens = self._tokens(text) if text else []
+        values = reply.logprobs
+        if isinstance(values, (int, float)):
+            values = [float(values)] * len(tokens)
+        for position, token in enumerate(tokens):
+            logprob = (values[position] if request.logprobs and values is not None
+                       and position < len(values) else None)
+            yield ModelDelta(token, logprobs=None if logprob is None else [
+                {"token": token, "logprob": float(logprob), "top_logprobs": []}])
         usage = reply.usage or Usage(
             sum(len(str(getattr(m, "content", "")).split()) for m in request.messages),
             len(text.split()))

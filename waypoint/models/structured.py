@@ -110,10 +110,10 @@ def _retry_messages(messages: list[Any], answer: str, problem: str) -> list[Any]
     return [*messages, AIMessage(answer), HumanMessage(problem)]
 
 
-def structured_call(model: ChatModel, messages: Any, schema: type[SchemaT], *,
-                    retries: int = 1, hint: bool = True, **options: Any) -> SchemaT:
-    """Ask `model` for an instance of `schema`; see the module docstring. `hint=False`
-    leaves the prompt as given (the caller already describes the answer)."""
+def structured_response(model: ChatModel, messages: Any, schema: type[SchemaT], *,
+                        retries: int = 1, hint: bool = True,
+                        **options: Any) -> tuple[SchemaT, ModelResponse]:
+    """The validated value and the response it came from (its usage, its logprobs)."""
     messages = _prepare(model, messages, schema, hint, options)
     answers: list[str] = []
     problem = ""
@@ -121,16 +121,30 @@ def structured_call(model: ChatModel, messages: Any, schema: type[SchemaT], *,
         response = model.generate(messages, **options)
         value, problem = _check(schema, response)
         if value is not None:
-            return value
+            return value, response
         answers.append(response.message.text)
         messages = _retry_messages(messages, response.message.text, problem)
-    raise StructuredOutputError(
+    raise _gave_up(model, schema, retries, problem, answers)
+
+
+def structured_call(model: ChatModel, messages: Any, schema: type[SchemaT], *,
+                    retries: int = 1, hint: bool = True, **options: Any) -> SchemaT:
+    """Ask `model` for an instance of `schema`; see the module docstring. `hint=False`
+    leaves the prompt as given (the caller already describes the answer)."""
+    return structured_response(model, messages, schema, retries=retries, hint=hint,
+                               **options)[0]
+
+
+def _gave_up(model: ChatModel, schema: type[BaseModel], retries: int, problem: str,
+             answers: list[str]) -> StructuredOutputError:
+    return StructuredOutputError(
         f"no valid {schema.__name__} after {retries + 1} attempt(s): {problem}",
         model=model.model, raw=answers[-1] if answers else "", errors=problem)
 
 
-async def astructured_call(model: ChatModel, messages: Any, schema: type[SchemaT], *,
-                           retries: int = 1, hint: bool = True, **options: Any) -> SchemaT:
+async def astructured_response(model: ChatModel, messages: Any, schema: type[SchemaT], *,
+                               retries: int = 1, hint: bool = True,
+                               **options: Any) -> tuple[SchemaT, ModelResponse]:
     messages = _prepare(model, messages, schema, hint, options)
     answers: list[str] = []
     problem = ""
@@ -138,12 +152,16 @@ async def astructured_call(model: ChatModel, messages: Any, schema: type[SchemaT
         response = await model.agenerate(messages, **options)
         value, problem = _check(schema, response)
         if value is not None:
-            return value
+            return value, response
         answers.append(response.message.text)
         messages = _retry_messages(messages, response.message.text, problem)
-    raise StructuredOutputError(
-        f"no valid {schema.__name__} after {retries + 1} attempt(s): {problem}",
-        model=model.model, raw=answers[-1] if answers else "", errors=problem)
+    raise _gave_up(model, schema, retries, problem, answers)
+
+
+async def astructured_call(model: ChatModel, messages: Any, schema: type[SchemaT], *,
+                           retries: int = 1, hint: bool = True, **options: Any) -> SchemaT:
+    return (await astructured_response(model, messages, schema, retries=retries, hint=hint,
+                                       **options))[0]
 
 
 # -- tool choice as a decision object ----------------------------------------------------
