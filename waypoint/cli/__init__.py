@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from . import draw, runs, serve, threads, timers, usage, worker
+from . import draw, evals, runs, serve, threads, timers, usage, worker
 
 app = typer.Typer(name="waypoint", no_args_is_help=True, add_completion=False,
                   help="Durable agent workflows: draw graphs, fire timers, serve, run workers.",
@@ -15,6 +15,7 @@ app.command("timers")(timers.timers)
 app.command("serve")(serve.serve)
 app.command("worker")(worker.worker)
 app.command("usage")(usage.usage)
+app.command("eval")(evals.eval_command)
 app.command("threads")(threads.threads)
 app.command("history")(threads.history)
 app.command("show")(threads.show)
