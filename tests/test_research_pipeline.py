@@ -155,6 +155,35 @@ def test_reject_ends_without_publishing():
     assert snapshot.values["report"] is None
 
 
+def test_reject_with_a_comment_sends_the_draft_back_to_the_writer():
+    app, config = _run_to_gate()
+    first = app.get_state(config).values
+    app.update_state(config, {"approval": "revise",
+                              "human_notes": ["Name the tidal sites you mean."]})
+    app.invoke(None, config)
+    snapshot = app.get_state(config)
+    values = snapshot.values
+    assert tuple(snapshot.next) == ("publish",)  # the revision waits for a person again
+    assert values["status"] == "awaiting_approval" and values["approval"] == ""
+    assert values["revision_count"] == first["revision_count"] + 1
+    assert "- addressed: Name the tidal sites you mean." in values["draft"]
+    assert values["reviews"][-1]["revision"] == values["revision_count"]
+    app.update_state(config, {"approval": "approved"})
+    app.invoke(None, config)
+    final = app.get_state(config).values
+    assert final["status"] == "published"
+    assert "## Editor's requests" in final["report"]
+
+
+def test_after_a_comment_the_bounded_loop_keeps_a_draft_that_addresses_it():
+    app, config = _run_to_gate(quality_bar=0.99, max_revisions=1)
+    app.update_state(config, {"approval": "revise", "human_notes": ["Shorter, please."]})
+    app.invoke(None, config)
+    values = app.get_state(config).values
+    assert values["verdict"] == "best_effort"
+    assert "addressed: Shorter, please." in values["draft"]  # not an older, higher draft
+
+
 def test_human_title_edit_reaches_the_report():
     app, config = _run_to_gate()
     app.update_state(config, {"title": "Tides, Turbines and Trade-offs", "approval": "approved"})
@@ -192,6 +221,19 @@ def test_interactive_edit_path(monkeypatch, capsys, tmp_path):
                     "--db", str(tmp_path / "r.db")]) == 0
     out = capsys.readouterr().out
     assert "# Edited Title\n" in out
+    assert "research coverage: 3/4 subtasks" in out
+
+
+def test_interactive_reject_with_a_comment_asks_again_after_the_revision(monkeypatch, capsys,
+                                                                          tmp_path):
+    answers = iter(["r", "Add a timeline.", "y"])
+    monkeypatch.setattr(rp, "_stdin_is_interactive", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(answers))
+    assert rp.main(["--topic", TOPIC, "--quiet", "--model", "scripted",
+                    "--db", str(tmp_path / "r.db")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("## Findings") >= 3  # the draft, the revised draft, the report
+    assert "- addressed: Add a timeline." in out.rpartition("---")[0]
     assert "research coverage: 3/4 subtasks" in out
 
 
@@ -265,6 +307,27 @@ def test_cli_reject():
     assert "[done] publish (rejected)" in proc.stdout
     assert "not published" in proc.stdout
     assert "research coverage" not in proc.stdout
+
+
+def test_cli_reject_with_a_comment_revises_and_waits_for_the_next_decision(tmp_path):
+    db = str(tmp_path / "research.db")
+    proc = _cli("--reject", "--comment", "Cite the 2019 survey.", "--topic", TOPIC,
+                "--thread-id", "sent-back", db=db)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "decision: revise, comment 'Cite the 2019 survey.'" in out
+    assert "[done] publish (revising)" in out
+    assert out.count("[paused] before publish") == 2
+    assert "waits for approval: run again with --thread-id sent-back" in out
+    approve = _cli("--approve", "--thread-id", "sent-back", db=db)
+    assert approve.returncode == 0, approve.stderr
+    assert "addressed: Cite the 2019 survey." in approve.stdout
+    assert "[done] publish (published)" in approve.stdout
+
+
+def test_cli_comment_needs_reject():
+    proc = _cli("--approve", "--comment", "x")
+    assert proc.returncode == 2 and "--comment goes with --reject" in proc.stderr
 
 
 def test_cli_quiet_prints_only_the_report():
