@@ -1,8 +1,8 @@
 """The server's settings: a `langgraph.json`-style file, environment and flags, in one object.
 
 The file keeps LangGraph's keys (`graphs`, `env`, `dependencies`, `http.cors`,
-`checkpointer.ttl`, `store.ttl`) so a project made for `langgraph dev` starts as it is,
-and adds waypoint's own under `"waypoint"` (auth, database, workers, limits).
+`checkpointer.ttl`, `store.ttl`, `store.index`) so a project made for `langgraph dev`
+starts as it is, and adds waypoint's own under `"waypoint"` (auth, database, workers, limits).
 """
 
 from __future__ import annotations
@@ -58,6 +58,7 @@ class Settings(BaseModel):
     cors: CorsSettings | None = None
     thread_ttl_minutes: float | None = Field(default=None, gt=0)
     store_ttl_minutes: float | None = Field(default=None, gt=0)
+    store_index: dict[str, Any] | None = None  # the store's IndexConfig (store_index_config)
     sweep_interval_minutes: float = Field(default=5.0, gt=0)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     tenant_max_active_runs: int | None = Field(default=None, ge=1)
@@ -123,6 +124,11 @@ def _from_file(data: dict[str, Any], base: Path) -> dict[str, Any]:
     store_ttl = (data.get("store") or {}).get("ttl") or {}
     if store_ttl.get("default_ttl") is not None:
         out["store_ttl_minutes"] = store_ttl["default_ttl"]
+    store_index = (data.get("store") or {}).get("index")
+    if store_index is not None:
+        if not isinstance(store_index, dict):
+            raise ConfigError("'store.index' must be an object (dims, embed, fields)")
+        out["store_index"] = store_index
     own = data.get("waypoint") or {}
     if not isinstance(own, dict):
         raise ConfigError("'waypoint' must be an object")
@@ -162,6 +168,23 @@ def load_settings(config_path: str | Path | None = None, **flags: Any) -> Settin
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
                              for e in exc.errors())
         raise ConfigError(f"invalid settings: {problems}") from None
+
+
+def store_index_config(settings: Settings) -> dict[str, Any] | None:
+    """`store.index` for the store's `index=`, its `embed` resolved: "local" stays as it is
+    (the bundled model); "path.py:fn" or "module:fn" is imported, as graphs are."""
+    if settings.store_index is None:
+        return None
+    config = dict(settings.store_index)
+    embed = config.get("embed")
+    if isinstance(embed, str) and ":" in embed and embed != "waypoint:local":
+        from .graphs import _import_target
+
+        try:
+            config["embed"] = _import_target(embed, settings.base_dir)
+        except Exception as exc:
+            raise ConfigError(f"store.index.embed {embed!r}: {exc}") from exc
+    return config
 
 
 def parse_graph_flags(values: list[str]) -> dict[str, str]:

@@ -22,7 +22,7 @@ from typing import Any
 from ..checkpoint.base import BaseCheckpointSaver
 from ..engine import observers
 from .auth import ApiKey, Authenticator, keys_from_env, load_function
-from .config import ConfigError, Settings
+from .config import ConfigError, Settings, store_index_config
 from .graphs import GraphLoadError, GraphRegistry, load_graph
 from .metrics import service_metrics
 from .runs.broker import Broker
@@ -260,13 +260,14 @@ def _open_store(settings: Settings) -> Iterator[Any]:
     """The long-term memory store, in the same database as everything else."""
     ttl = {"default_ttl": settings.store_ttl_minutes, "refresh_on_read": True} \
         if settings.store_ttl_minutes else None
+    index = store_index_config(settings)  # semantic search, when the config asks for it
     if settings.postgres:
         from ..store.postgres import PostgresStore
 
-        with PostgresStore.from_conn_string(settings.postgres, ttl=ttl) as store:
+        with PostgresStore.from_conn_string(settings.postgres, ttl=ttl, index=index) as store:
             yield store
     else:
         from ..store.sqlite import SqliteStore
 
-        with SqliteStore.from_conn_string(str(settings.db), ttl=ttl) as store:
+        with SqliteStore.from_conn_string(str(settings.db), ttl=ttl, index=index) as store:
             yield store

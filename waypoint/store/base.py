@@ -6,6 +6,10 @@ the same storage that only sees that scope's items. TTLs are in minutes, as Lang
 per item, with a store-wide default, extended by reads when `refresh_ttl` (or the store's
 `refresh_on_read`) says so. An expired item is never returned, even before a sweep removes
 it. The public methods check their arguments here, once, and hand backends clean values.
+
+With `index=` (LangGraph's IndexConfig: dims, embed, fields) the store embeds each document
+as it is put and `search(query=...)` ranks by cosine similarity; the embedding happens here,
+so backends only store and compare vectors (see index.py).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, Literal, TypedDict
 from . import checks
 from .checks import Condition
 from .filters import literal_prefix, select_namespaces
+from .index import Index, IndexConfig, Vector, Vectors
 
 NamespacePath = tuple[str | Literal["*"], ...]
 
@@ -54,7 +59,7 @@ class TTLConfig(TypedDict, total=False):
 
 
 class SemanticSearchUnsupported(NotImplementedError):
-    """search(query=...) or an embeddings index: waypoint's stores have no vector search yet."""
+    """search(query=...) on a store made without an embeddings index (index=...)."""
 
 
 def _when(value: datetime | str, name: str) -> datetime:
@@ -139,11 +144,11 @@ class BaseStore(ABC):
     supports_ttl = True
 
     def __init__(self, *, ttl: TTLConfig | None = None,
-                 clock: Callable[[], datetime] | None = None, index: Any = None) -> None:
-        if index is not None:
-            raise SemanticSearchUnsupported(
-                "index=: waypoint's stores have no embeddings index yet (semantic search is "
-                "not supported); drop index= and search with filter= instead")
+                 clock: Callable[[], datetime] | None = None,
+                 index: IndexConfig | None = None) -> None:
+        self._index = None if index is None else Index(index)
+        self.index_config: IndexConfig | None = None if self._index is None else \
+            self._index.config
         self.ttl_config = _ttl_config(ttl)
         self._default_ttl = self.ttl_config.get("default_ttl")
         self._refresh_on_read = self.ttl_config.get("refresh_on_read", True)
@@ -190,6 +195,7 @@ class BaseStore(ABC):
     @staticmethod
     def _put_args(namespace: Any, key: Any, value: Any, index: Any
                   ) -> tuple[tuple[str, ...], str, str | None]:
+        """(namespace, key, JSON text or None for a delete), checked."""
         ns = checks.namespace(namespace)
         name = checks.key(key)
         if value is None:
@@ -198,13 +204,16 @@ class BaseStore(ABC):
         checks.index_fields(index)
         return ns, name, doc
 
-    @staticmethod
-    def _search_args(namespace_prefix: Any, query: Any, filter: Any, limit: Any, offset: Any
-                     ) -> tuple[tuple[str, ...], tuple[Condition, ...]]:
+    def _search_args(self, namespace_prefix: Any, query: Any, filter: Any, limit: Any,
+                     offset: Any) -> tuple[tuple[str, ...], tuple[Condition, ...]]:
         if query is not None:
-            raise SemanticSearchUnsupported(
-                "search(query=...) needs semantic search (an embeddings index), which "
-                "waypoint's stores do not support yet; search with filter= instead")
+            if self._index is None:
+                raise SemanticSearchUnsupported(
+                    "search(query=...) needs semantic search, and this store has no "
+                    "embeddings index: make it with index={'dims': ..., 'embed': ...} "
+                    "(e.g. {'embed': 'local'}), or search with filter= instead")
+            if not isinstance(query, str):
+                raise TypeError(f"query must be a str, got {type(query).__name__}")
         prefix = checks.namespace(namespace_prefix, "namespace_prefix", empty=True)
         found = checks.conditions(filter)
         checks.count(limit, "limit")
@@ -230,13 +239,15 @@ class BaseStore(ABC):
         """Store `value` at (namespace, key), replacing what was there; None deletes.
 
         `ttl`: minutes until it expires (None: never; left out: the store's default_ttl).
-        `index` is accepted for LangGraph compatibility; there is no embeddings index to feed.
+        `index`: with the store's embeddings index, which fields to embed (None: the index's
+        fields; False: none, so semantic search ranks it last); ignored without one.
         """
         ns, name, doc = self._put_args(namespace, key, value, index)
         if doc is None:
             self._delete(ns, name)
             return
-        self._put(ns, name, doc, self._ttl_of(ttl), self._now())
+        vectors = () if self._index is None else self._index.embed(value, index)
+        self._put(ns, name, doc, self._ttl_of(ttl), self._now(), vectors)
 
     def get(self, namespace: tuple[str, ...], key: str, *, refresh_ttl: bool | None = None
             ) -> Item | None:
@@ -255,11 +266,17 @@ class BaseStore(ABC):
         """Items under `namespace_prefix` (() for all) whose value passes `filter`.
 
         `filter` matches top-level keys exactly, or with $eq $ne $gt $gte $lt $lte. Results
-        come newest update first, then by namespace and key.
+        come newest update first, then by namespace and key. With `query` (a store with an
+        embeddings index only) they come most similar first, `score` set to the cosine
+        similarity; items with nothing embedded follow with score None.
         """
         prefix, found = self._search_args(namespace_prefix, query, filter, limit, offset)
-        return self._search(prefix, found, limit, offset, self._now(),
-                            self._refresh(refresh_ttl))
+        refresh = self._refresh(refresh_ttl)
+        if query and self._index is not None:
+            vector = self._index.query(query)
+            return self._vector_search(prefix, found, vector, limit, offset, self._now(),
+                                       refresh)
+        return self._search(prefix, found, limit, offset, self._now(), refresh)
 
     def list_namespaces(self, *, prefix: NamespacePath | None = None,
                         suffix: NamespacePath | None = None, max_depth: int | None = None,
@@ -287,7 +304,8 @@ class BaseStore(ABC):
         if doc is None:
             await self._adelete(ns, name)
             return
-        await self._aput(ns, name, doc, self._ttl_of(ttl), self._now())
+        vectors = () if self._index is None else await self._index.aembed(value, index)
+        await self._aput(ns, name, doc, self._ttl_of(ttl), self._now(), vectors)
 
     async def aget(self, namespace: tuple[str, ...], key: str, *,
                    refresh_ttl: bool | None = None) -> Item | None:
@@ -302,8 +320,12 @@ class BaseStore(ABC):
                       filter: dict[str, Any] | None = None, limit: int = 10, offset: int = 0,
                       refresh_ttl: bool | None = None) -> list[SearchItem]:
         prefix, found = self._search_args(namespace_prefix, query, filter, limit, offset)
-        return await self._asearch(prefix, found, limit, offset, self._now(),
-                                   self._refresh(refresh_ttl))
+        refresh = self._refresh(refresh_ttl)
+        if query and self._index is not None:
+            vector = await self._index.aquery(query)
+            return await self._avector_search(prefix, found, vector, limit, offset,
+                                              self._now(), refresh)
+        return await self._asearch(prefix, found, limit, offset, self._now(), refresh)
 
     async def alist_namespaces(self, *, prefix: NamespacePath | None = None,
                                suffix: NamespacePath | None = None,
@@ -363,7 +385,8 @@ class BaseStore(ABC):
 
     @abstractmethod
     def _put(self, ns: tuple[str, ...], key: str, doc: str, ttl: float | None,
-             now: datetime) -> None: ...
+             now: datetime, vectors: Vectors = ()) -> None:
+        """Write the item and replace its vectors with `vectors` (unit length)."""
 
     @abstractmethod
     def _delete(self, ns: tuple[str, ...], key: str) -> None: ...
@@ -375,6 +398,12 @@ class BaseStore(ABC):
     @abstractmethod
     def _search(self, prefix: tuple[str, ...], conditions: tuple[Condition, ...], limit: int,
                 offset: int, now: datetime, refresh: bool) -> list[SearchItem]: ...
+
+    @abstractmethod
+    def _vector_search(self, prefix: tuple[str, ...], conditions: tuple[Condition, ...],
+                       vector: Vector, limit: int, offset: int, now: datetime, refresh: bool
+                       ) -> list[SearchItem]:
+        """A page of live items ranked as index.rank() says, `score` set."""
 
     @abstractmethod
     def _namespaces(self, prefix: tuple[str, ...], now: datetime
@@ -391,8 +420,8 @@ class BaseStore(ABC):
         return fn(*args)
 
     async def _aput(self, ns: tuple[str, ...], key: str, doc: str, ttl: float | None,
-                    now: datetime) -> None:
-        await self._offload(self._put, ns, key, doc, ttl, now)
+                    now: datetime, vectors: Vectors = ()) -> None:
+        await self._offload(self._put, ns, key, doc, ttl, now, vectors)
 
     async def _adelete(self, ns: tuple[str, ...], key: str) -> None:
         await self._offload(self._delete, ns, key)
@@ -406,6 +435,12 @@ class BaseStore(ABC):
                        ) -> list[SearchItem]:
         return await self._offload(self._search, prefix, conditions, limit, offset, now,
                                    refresh)
+
+    async def _avector_search(self, prefix: tuple[str, ...],
+                              conditions: tuple[Condition, ...], vector: Vector, limit: int,
+                              offset: int, now: datetime, refresh: bool) -> list[SearchItem]:
+        return await self._offload(self._vector_search, prefix, conditions, vector, limit,
+                                   offset, now, refresh)
 
     async def _anamespaces(self, prefix: tuple[str, ...], now: datetime
                            ) -> Iterable[tuple[str, ...]]:

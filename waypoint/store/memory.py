@@ -16,14 +16,16 @@ from typing import Any
 from .base import BaseStore, Item, SearchItem, TTLConfig, expiry
 from .checks import Condition
 from .filters import matches
+from .index import IndexConfig, Vector, Vectors, rank
 
 
 class _Record:
-    __slots__ = ("created_at", "doc", "expires_at", "parsed", "ttl", "updated_at")
+    __slots__ = ("created_at", "doc", "expires_at", "parsed", "ttl", "updated_at", "vectors")
 
-    def __init__(self, doc: str, created_at: datetime, updated_at: datetime, ttl: float | None
-                 ) -> None:
+    def __init__(self, doc: str, created_at: datetime, updated_at: datetime, ttl: float | None,
+                 vectors: list[Vector]) -> None:
         self.doc = doc
+        self.vectors = vectors
         self.parsed: dict[str, Any] = json.loads(doc)
         self.created_at = created_at
         self.updated_at = updated_at
@@ -42,7 +44,8 @@ class InMemoryStore(BaseStore):
     """Items in process memory (lost when the process ends); safe to share between threads."""
 
     def __init__(self, *, ttl: TTLConfig | None = None,
-                 clock: Callable[[], datetime] | None = None, index: Any = None) -> None:
+                 clock: Callable[[], datetime] | None = None,
+                 index: IndexConfig | None = None) -> None:
         super().__init__(ttl=ttl, clock=clock, index=index)
         self._data: _Data = {}
         self._lock = threading.RLock()  # shared by scoped views, like the data
@@ -51,12 +54,12 @@ class InMemoryStore(BaseStore):
         return self._data.setdefault(self.scope, {})
 
     def _put(self, ns: tuple[str, ...], key: str, doc: str, ttl: float | None,
-             now: datetime) -> None:
+             now: datetime, vectors: Vectors = ()) -> None:
         with self._lock:
             items = self._space().setdefault(ns, {})
             old = items.get(key)
             created = old.created_at if old is not None and old.live(now) else now
-            items[key] = _Record(doc, created, now, ttl)
+            items[key] = _Record(doc, created, now, ttl, [v for _, v in vectors])
 
     def _delete(self, ns: tuple[str, ...], key: str) -> None:
         with self._lock:
@@ -95,6 +98,26 @@ class InMemoryStore(BaseStore):
                 found.append(SearchItem(ns, key, json.loads(record.doc), record.created_at,
                                         record.updated_at))
             return found
+
+    def _vector_search(self, prefix: tuple[str, ...], conditions: tuple[Condition, ...],
+                       vector: Vector, limit: int, offset: int, now: datetime, refresh: bool
+                       ) -> list[SearchItem]:
+        size = len(prefix)
+        with self._lock:
+            space = self._data.get(self.scope, {})
+            rows = ((ns, key, record.updated_at, found)
+                    for ns, items in space.items() if ns[:size] == prefix
+                    for key, record in items.items()
+                    if record.live(now) and matches(record.parsed, conditions)
+                    for found in (record.vectors or [None]))
+            page = []
+            for ns, key, score in rank(rows, vector, limit, offset):
+                record = space[ns][key]
+                if refresh and record.ttl is not None:
+                    record.expires_at = expiry(now, record.ttl)
+                page.append(SearchItem(ns, key, json.loads(record.doc), record.created_at,
+                                       record.updated_at, score))
+            return page
 
     def _namespaces(self, prefix: tuple[str, ...], now: datetime) -> list[tuple[str, ...]]:
         size = len(prefix)

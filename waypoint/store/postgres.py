@@ -6,7 +6,9 @@ between strings (compared by code point). Namespaces are stored joined by "." un
 "C" collation, so a namespace prefix is a range scan of the primary key. Every operation is
 one parameterised statement (a read that refreshes TTLs updates in the same statement), so
 sync and async calls share the SQL and differ only in their pool. The store reads the time
-from its clock and sends it, never `now()`, so every backend expires items alike.
+from its clock and sends it, never `now()`, so every backend expires items alike. An
+embeddings index keeps vectors beside the items (pgvector where the server has it; see
+pg_vectors.py).
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from ..checkpoint.pg_pools import pool_options
+from . import pg_vectors
 from .base import BaseStore, Item, SearchItem, TTLConfig, expiry
 from .checks import NS_SEP, Condition, dumps
+from .index import IndexConfig, Vector, Vectors
+from .pg_vectors import Plan, adrive, drive
 
 _POOL_MAX = 10
 _TABLE = "waypoint_store_items"
@@ -48,6 +53,7 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         "WHERE expires_at IS NOT NULL",
         f"CREATE INDEX {_TABLE}_value_idx ON {_TABLE} USING gin (value jsonb_path_ops)",
     )),
+    (2, pg_vectors.MIGRATION),
 )
 
 _LIVE = "(expires_at IS NULL OR expires_at > %s)"
@@ -139,6 +145,7 @@ class _Pools:
         self.lock = threading.Lock()  # guards creating pools only, never I/O
         self.closed = False
         self.ready = False
+        self.vectors: str | None = None  # pg_vectors.PGVECTOR or PYTHON once set up
 
     def sync(self) -> ConnectionPool[Any]:
         if self.sync_pool is None:
@@ -270,14 +277,14 @@ class PostgresStore(BaseStore):
 
     def __init__(self, conn: str | ConnectionPool[Any] | AsyncConnectionPool[Any], *,
                  ttl: TTLConfig | None = None, clock: Callable[[], datetime] | None = None,
-                 index: Any = None) -> None:
+                 index: IndexConfig | None = None) -> None:
         super().__init__(ttl=ttl, clock=clock, index=index)
         self._pools = _Pools(conn)
 
     @classmethod
     def from_conn_string(cls, conn_string: str, *, ttl: TTLConfig | None = None,
                          clock: Callable[[], datetime] | None = None,
-                         index: Any = None) -> _Opened:
+                         index: IndexConfig | None = None) -> _Opened:
         """`with`/`async with` this: opens the pools, runs setup(), closes on exit."""
         return _Opened(conn_string, {"ttl": ttl, "clock": clock, "index": index})
 
@@ -293,40 +300,33 @@ class PostgresStore(BaseStore):
 
     # -- schema ----------------------------------------------------------------------------
 
-    def _missing(self, done: set[int]) -> list[tuple[int, tuple[str, ...]]]:
-        return [(version, statements) for version, statements in _MIGRATIONS
-                if version not in done]
+    def _setup_plan(self) -> Plan[str | None]:
+        """Migrations under an advisory lock, then the vectors' storage if indexed."""
+        yield "SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY]
+        yield ("CREATE TABLE IF NOT EXISTS waypoint_store_migrations ("
+               "version integer PRIMARY KEY, applied_at double precision NOT NULL)"), []
+        done = {row[0] for row in (yield "SELECT version FROM waypoint_store_migrations", [])}
+        for version, statements in _MIGRATIONS:
+            if version in done:
+                continue
+            for statement in statements:
+                yield statement, []
+            yield "INSERT INTO waypoint_store_migrations VALUES (%s, %s)", [version, time.time()]
+        if self._index is None:
+            return None
+        return (yield from pg_vectors.setup_plan(self._index))
 
     def setup(self) -> None:
         """Create or migrate the tables: idempotent, and safe from many processes at once."""
         with self._pools.sync().connection() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
-            conn.execute("CREATE TABLE IF NOT EXISTS waypoint_store_migrations ("
-                         "version integer PRIMARY KEY, applied_at double precision NOT NULL)")
-            done = {row[0] for row in
-                    conn.execute("SELECT version FROM waypoint_store_migrations").fetchall()}
-            for version, statements in self._missing(done):
-                for statement in statements:
-                    conn.execute(statement)  # type: ignore[arg-type]
-                conn.execute("INSERT INTO waypoint_store_migrations VALUES (%s, %s)",
-                             [version, time.time()])
+            self._pools.vectors = drive(conn, self._setup_plan())
         self._pools.ready = True
 
     async def asetup(self) -> None:
         """The async twin of setup()."""
         pool = await self._pools.for_loop()
         async with pool.connection() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS waypoint_store_migrations ("
-                "version integer PRIMARY KEY, applied_at double precision NOT NULL)")
-            cur = await conn.execute("SELECT version FROM waypoint_store_migrations")
-            done = {row[0] for row in await cur.fetchall()}
-            for version, statements in self._missing(done):
-                for statement in statements:
-                    await conn.execute(statement)  # type: ignore[arg-type]
-                await conn.execute("INSERT INTO waypoint_store_migrations VALUES (%s, %s)",
-                                   [version, time.time()])
+            self._pools.vectors = await adrive(conn, self._setup_plan())
         self._pools.ready = True
 
     # -- running statements ----------------------------------------------------------------
@@ -346,11 +346,23 @@ class PostgresStore(BaseStore):
             cur = await conn.execute(query, params)  # type: ignore[arg-type]
             return await cur.fetchall() if fetch else cur.rowcount
 
+    def _run_plan(self, plan: Plan[Any]) -> Any:
+        """A plan's statements on one connection, in one transaction."""
+        with self._pools.sync().connection() as conn, conn.transaction():
+            return drive(conn, plan)
+
+    async def _arun_plan(self, plan: Plan[Any]) -> Any:
+        pool = await self._pools.for_loop()
+        async with pool.connection() as conn, conn.transaction():
+            return await adrive(conn, plan)
+
     # -- statements ------------------------------------------------------------------------
 
     def _put_stmt(self, ns: tuple[str, ...], key: str, doc: str, ttl: float | None,
-                  now: datetime) -> tuple[str, list[Any]]:
-        return _PUT, [self.scope, _joined(ns), key, doc, now, now, ttl, expiry(now, ttl)]
+                  now: datetime, vectors: Vectors) -> tuple[str, list[Any]]:
+        params = [self.scope, _joined(ns), key, doc, now, now, ttl, expiry(now, ttl)]
+        return pg_vectors.put_stmt(_PUT, params, self.scope, _joined(ns), key, vectors,
+                                   self._pools.vectors)
 
     def _delete_stmt(self, ns: tuple[str, ...], key: str) -> tuple[str, list[Any]]:
         return (f"DELETE FROM {_TABLE} WHERE scope = %s AND ns = %s AND key = %s",
@@ -365,18 +377,22 @@ class PostgresStore(BaseStore):
             return select, params
         return _REFRESHING.format(select=select), [*params, now, self.scope]
 
-    def _search_stmt(self, prefix: tuple[str, ...], conditions: tuple[Condition, ...],
-                     limit: int, offset: int, now: datetime, refresh: bool
-                     ) -> tuple[str, list[Any]]:
+    def _where(self, prefix: tuple[str, ...], conditions: tuple[Condition, ...],
+               now: datetime) -> tuple[str, list[Any]]:
+        """This scope's live items under `prefix` that pass the filter (columns unqualified)."""
         where = [f"scope = %s AND {_LIVE}"]
         params: list[Any] = [self.scope, now]
         if prefix:
             where.append(_PREFIX)
             params += _prefix_params(prefix)
         parts, values = _filter_sql(conditions)
-        where += parts
-        params += values
-        select = (f"SELECT {_COLUMNS}, expires_at FROM {_TABLE} WHERE {' AND '.join(where)} "
+        return " AND ".join(where + parts), params + values
+
+    def _search_stmt(self, prefix: tuple[str, ...], conditions: tuple[Condition, ...],
+                     limit: int, offset: int, now: datetime, refresh: bool
+                     ) -> tuple[str, list[Any]]:
+        where, params = self._where(prefix, conditions, now)
+        select = (f"SELECT {_COLUMNS}, expires_at FROM {_TABLE} WHERE {where} "
                   f"{_ORDER} LIMIT %s OFFSET %s")
         params += [limit, offset]
         if not refresh:
@@ -391,6 +407,24 @@ class PostgresStore(BaseStore):
             query += f" AND {_PREFIX}"
             params += _prefix_params(prefix)
         return query, params
+
+    def _vector_plan(self, prefix: tuple[str, ...], conditions: tuple[Condition, ...],
+                     vector: Vector, limit: int, offset: int, now: datetime, refresh: bool
+                     ) -> Plan[list[SearchItem]]:
+        where, params = self._where(prefix, conditions, now)
+        ann = self._index.ann if self._index is not None else "flat"
+        hits = yield from pg_vectors.search_plan(
+            self.scope, where, params, _PREFIX if prefix else "",
+            _prefix_params(prefix) if prefix else [], vector, limit, offset,
+            self._pools.vectors or pg_vectors.PYTHON, ann)
+        if not hits:
+            return []
+        select, args = pg_vectors.page_stmt(_COLUMNS, self.scope, hits)
+        if refresh:
+            select, args = _REFRESHING.format(select=select), [*args, now, self.scope]
+        rows = yield select, args
+        return [SearchItem(tuple(r[0].split(NS_SEP)), r[1], r[2], _utc(r[3]), _utc(r[4]),
+                           score) for r, score in pg_vectors.in_order(rows, hits)]
 
     @staticmethod
     def _sweep_stmt(now: datetime) -> tuple[str, list[Any]]:
@@ -409,8 +443,10 @@ class PostgresStore(BaseStore):
     # -- operations (sync) -----------------------------------------------------------------
 
     def _put(self, ns: tuple[str, ...], key: str, doc: str, ttl: float | None,
-             now: datetime) -> None:
-        self._run(*self._put_stmt(ns, key, doc, ttl, now), fetch=False)
+             now: datetime, vectors: Vectors = ()) -> None:
+        if not self._pools.ready:
+            self.setup()  # the statement depends on how vectors are kept
+        self._run(*self._put_stmt(ns, key, doc, ttl, now, vectors), fetch=False)
 
     def _delete(self, ns: tuple[str, ...], key: str) -> None:
         self._run(*self._delete_stmt(ns, key), fetch=False)
@@ -425,6 +461,14 @@ class PostgresStore(BaseStore):
         return self._found(self._run(*self._search_stmt(prefix, conditions, limit, offset,
                                                         now, refresh)))
 
+    def _vector_search(self, prefix: tuple[str, ...], conditions: tuple[Condition, ...],
+                       vector: Vector, limit: int, offset: int, now: datetime, refresh: bool
+                       ) -> list[SearchItem]:
+        if not self._pools.ready:
+            self.setup()
+        return self._run_plan(self._vector_plan(prefix, conditions, vector, limit, offset,
+                                                now, refresh))
+
     def _namespaces(self, prefix: tuple[str, ...], now: datetime) -> list[tuple[str, ...]]:
         rows = self._run(*self._namespaces_stmt(prefix, now))
         return [tuple(row[0].split(NS_SEP)) for row in rows]
@@ -435,8 +479,10 @@ class PostgresStore(BaseStore):
     # -- operations (async) ----------------------------------------------------------------
 
     async def _aput(self, ns: tuple[str, ...], key: str, doc: str, ttl: float | None,
-                    now: datetime) -> None:
-        await self._arun(*self._put_stmt(ns, key, doc, ttl, now), fetch=False)
+                    now: datetime, vectors: Vectors = ()) -> None:
+        if not self._pools.ready:
+            await self.asetup()
+        await self._arun(*self._put_stmt(ns, key, doc, ttl, now, vectors), fetch=False)
 
     async def _adelete(self, ns: tuple[str, ...], key: str) -> None:
         await self._arun(*self._delete_stmt(ns, key), fetch=False)
@@ -451,6 +497,14 @@ class PostgresStore(BaseStore):
                        ) -> list[SearchItem]:
         return self._found(await self._arun(*self._search_stmt(prefix, conditions, limit,
                                                                offset, now, refresh)))
+
+    async def _avector_search(self, prefix: tuple[str, ...],
+                              conditions: tuple[Condition, ...], vector: Vector, limit: int,
+                              offset: int, now: datetime, refresh: bool) -> list[SearchItem]:
+        if not self._pools.ready:
+            await self.asetup()
+        return await self._arun_plan(self._vector_plan(prefix, conditions, vector, limit,
+                                                       offset, now, refresh))
 
     async def _anamespaces(self, prefix: tuple[str, ...], now: datetime
                            ) -> list[tuple[str, ...]]:

@@ -6,6 +6,9 @@ Its tables are prefixed `waypoint_store_` and migrated through their own
 stored joined by "." (labels cannot contain one), so a namespace prefix is a range scan of
 the primary key. Times are integer microseconds since the epoch (exact round trips). Filters
 run in SQL through a registered function that applies the same matcher as the memory store.
+Vectors of an embeddings index are float32 blobs in `waypoint_store_vectors`, replaced and
+deleted with their item; semantic search compares them in Python (brute force: fine for the
+thousands of items a SQLite store holds).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 from .base import BaseStore, Item, SearchItem, TTLConfig
 from .checks import NS_SEP, Condition
 from .filters import matches
+from .index import IndexConfig, Vector, Vectors, from_blob, rank, to_blob
 
 _MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, """
@@ -41,6 +45,17 @@ _MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX waypoint_store_items_recent ON waypoint_store_items (scope, updated_at);
         CREATE INDEX waypoint_store_items_expiry ON waypoint_store_items (expires_at)
             WHERE expires_at IS NOT NULL
+    """),
+    (2, """
+        CREATE TABLE waypoint_store_vectors (
+            scope TEXT NOT NULL,
+            ns TEXT NOT NULL,
+            key TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            field TEXT NOT NULL,
+            vector BLOB NOT NULL,
+            PRIMARY KEY (scope, ns, key, n)
+        )
     """),
 )
 
@@ -61,6 +76,10 @@ ON CONFLICT (scope, ns, key) DO UPDATE SET
     ttl_minutes = excluded.ttl_minutes,
     expires_at = excluded.expires_at
 """
+_DROP_VECTORS = "DELETE FROM waypoint_store_vectors WHERE scope = ? AND ns = ? AND key = ?"
+_ADD_VECTOR = "INSERT INTO waypoint_store_vectors VALUES (?, ?, ?, ?, ?, ?)"
+_ROW = ("SELECT ns, key, value, created_at, updated_at, expires_at FROM waypoint_store_items "
+        "WHERE scope = ? AND ns = ? AND key = ?")
 _REFRESH = ("UPDATE waypoint_store_items SET expires_at = ? + CAST(ttl_minutes * "
             f"{_MINUTE_US} AS INTEGER) WHERE scope = ? AND ns = ? AND key = ? "
             "AND expires_at IS NOT NULL")
@@ -105,8 +124,8 @@ class SqliteStore(BaseStore):
     """Items in a SQLite database (WAL, synchronous=FULL): durable across crashes."""
 
     def __init__(self, conn: sqlite3.Connection | str, *, ttl: TTLConfig | None = None,
-                 clock: Callable[[], datetime] | None = None, index: Any = None,
-                 synchronous: str = "FULL") -> None:
+                 clock: Callable[[], datetime] | None = None,
+                 index: IndexConfig | None = None, synchronous: str = "FULL") -> None:
         super().__init__(ttl=ttl, clock=clock, index=index)
         if synchronous.upper() not in ("FULL", "NORMAL", "OFF", "EXTRA"):
             raise ValueError(f"synchronous must be FULL, NORMAL, EXTRA or OFF, not {synchronous!r}")
@@ -201,16 +220,22 @@ class SqliteStore(BaseStore):
     # -- operations ------------------------------------------------------------------------
 
     def _put(self, ns: tuple[str, ...], key: str, doc: str, ttl: float | None,
-             now: datetime) -> None:
+             now: datetime, vectors: Vectors = ()) -> None:
         at = _micros(now)
         expires = None if ttl is None else at + int(ttl * _MINUTE_US)
+        where = (self.scope, _joined(ns), key)
         with self._tx() as conn:
-            conn.execute(_PUT, (self.scope, _joined(ns), key, doc, at, at, ttl, expires))
+            conn.execute(_PUT, (*where, doc, at, at, ttl, expires))
+            conn.execute(_DROP_VECTORS, where)
+            conn.executemany(_ADD_VECTOR, [(*where, n, field, to_blob(vector))
+                                           for n, (field, vector) in enumerate(vectors)])
 
     def _delete(self, ns: tuple[str, ...], key: str) -> None:
+        where = (self.scope, _joined(ns), key)
         with self._tx() as conn:
             conn.execute("DELETE FROM waypoint_store_items WHERE scope = ? AND ns = ? AND key = ?",
-                         (self.scope, _joined(ns), key))
+                         where)
+            conn.execute(_DROP_VECTORS, where)
 
     def _get(self, ns: tuple[str, ...], key: str, now: datetime, refresh: bool
              ) -> Item | None:
@@ -228,9 +253,9 @@ class SqliteStore(BaseStore):
         return Item(value=json.loads(row[0]), key=key, namespace=ns,
                     created_at=_time(row[1]), updated_at=_time(row[2]))
 
-    def _search(self, prefix: tuple[str, ...], conditions: tuple[Condition, ...], limit: int,
-                offset: int, now: datetime, refresh: bool) -> list[SearchItem]:
-        at = _micros(now)
+    def _where(self, prefix: tuple[str, ...], conditions: tuple[Condition, ...], at: int
+               ) -> tuple[str, list[Any]]:
+        """The WHERE clause (and its parameters) of this scope's live items that match."""
         where = [f"scope = ? AND {_LIVE}"]
         params: list[Any] = [self.scope, at]
         if prefix:
@@ -240,8 +265,14 @@ class SqliteStore(BaseStore):
         if conditions:
             where.append("waypoint_store_match(value, ?)")
             params.append(json.dumps([list(c) for c in conditions]))
+        return " AND ".join(where), params
+
+    def _search(self, prefix: tuple[str, ...], conditions: tuple[Condition, ...], limit: int,
+                offset: int, now: datetime, refresh: bool) -> list[SearchItem]:
+        at = _micros(now)
+        where, params = self._where(prefix, conditions, at)
         sql = ("SELECT ns, key, value, created_at, updated_at, expires_at "
-               f"FROM waypoint_store_items WHERE {' AND '.join(where)} "
+               f"FROM waypoint_store_items WHERE {where} "
                "ORDER BY updated_at DESC, ns, key LIMIT ? OFFSET ?")
         with self._read() as conn:
             rows = conn.execute(sql, (*params, limit, offset)).fetchall()
@@ -251,6 +282,28 @@ class SqliteStore(BaseStore):
                     tx.executemany(_REFRESH, stale)
         return [SearchItem(_split(r[0]), r[1], json.loads(r[2]), _time(r[3]), _time(r[4]))
                 for r in rows]
+
+    def _vector_search(self, prefix: tuple[str, ...], conditions: tuple[Condition, ...],
+                       vector: Vector, limit: int, offset: int, now: datetime, refresh: bool
+                       ) -> list[SearchItem]:
+        at = _micros(now)
+        where, params = self._where(prefix, conditions, at)
+        sql = ("SELECT i.ns, i.key, i.updated_at, v.vector FROM (SELECT scope, ns, key, "
+               f"updated_at FROM waypoint_store_items WHERE {where}) AS i "
+               "LEFT JOIN waypoint_store_vectors AS v ON v.scope = i.scope AND v.ns = i.ns "
+               "AND v.key = i.key AND length(v.vector) = ?")  # another dims' vectors: absent
+        with self._read() as conn:
+            rows = ((_split(ns), key, _time(updated), None if blob is None else from_blob(blob))
+                    for ns, key, updated, blob in conn.execute(sql, [*params, 4 * len(vector)]))
+            hits = rank(rows, vector, limit, offset)
+            found = [(row, score) for ns, key, score in hits
+                     if (row := conn.execute(_ROW, (self.scope, _joined(ns), key)).fetchone())]
+            stale = [(at, self.scope, r[0], r[1]) for r, _ in found if r[5] is not None]
+            if refresh and stale:
+                with self._tx() as tx:
+                    tx.executemany(_REFRESH, stale)
+        return [SearchItem(_split(r[0]), r[1], json.loads(r[2]), _time(r[3]), _time(r[4]),
+                           score) for r, score in found]
 
     def _namespaces(self, prefix: tuple[str, ...], now: datetime) -> list[tuple[str, ...]]:
         sql = f"SELECT DISTINCT ns FROM waypoint_store_items WHERE scope = ? AND {_LIVE}"
@@ -263,6 +316,10 @@ class SqliteStore(BaseStore):
             return [_split(row[0]) for row in conn.execute(sql, params)]
 
     def _sweep(self, now: datetime) -> int:
+        at = _micros(now)
         with self._tx() as conn:
+            conn.execute("DELETE FROM waypoint_store_vectors WHERE (scope, ns, key) IN ("
+                         "SELECT scope, ns, key FROM waypoint_store_items "
+                         "WHERE expires_at <= ?)", (at,))
             return conn.execute("DELETE FROM waypoint_store_items WHERE expires_at <= ?",
-                                (_micros(now),)).rowcount
+                                (at,)).rowcount
