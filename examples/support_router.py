@@ -101,7 +101,8 @@ def build_graph(model: ChatModel, checkpointer: Any = None):
 
 def keyword_classifier(request: Any) -> str:
     """The `--model scripted` stand-in: keyword rules, deterministic, no model."""
-    text = request.messages[-1].content.lower()
+    # the ticket's own paragraph: structured() appends the answer's form after it
+    text = request.messages[-1].content.partition("\n\n")[0].lower()
     if any(w in text for w in ("charge", "invoice", "refund", "payment", "billing", "card")):
         category = "billing"
     elif any(w in text for w in ("error", "crash", "500", "502", "bug", "export", "api")):
@@ -128,6 +129,14 @@ def make_model(kind: str, ledger: UsageLedger, base_url: str | None = None,
 
     name = "qwen2.5-coder-0.5b" if kind == "local-small" else "qwen2.5-coder-1.5b"
     return LocalModel(name, ledger=ledger)
+
+
+def eval_graph():
+    """The graph for `waypoint eval` (examples/data/support_router_eval.jsonl), on the model
+    named by WAYPOINT_MODEL (local by default; scripted in CI)."""
+    return build_graph(make_model(os.environ.get("WAYPOINT_MODEL", "local"), UsageLedger(),
+                                  os.environ.get("WAYPOINT_MODEL_URL"),
+                                  os.environ.get("WAYPOINT_MODEL_NAME")))
 
 
 def load_tickets(path: Path = DATA) -> list[dict]:
