@@ -50,7 +50,7 @@ def test_schema_hint_handles_odd_schemas() -> None:
     assert "true | false" in hint and "string (date)" in hint
 
 
-def test_structured_shows_the_schema_after_the_question_and_uses_temperature_zero() -> None:
+def test_structured_shows_the_schema_in_the_system_prompt_and_uses_temperature_zero() -> None:
     model = ScriptedModel([ANSWER])
     got = model.structured([SystemMessage("Classify the ticket."),
                             HumanMessage("The app crashes.")], Ticket)
@@ -59,19 +59,19 @@ def test_structured_shows_the_schema_after_the_question_and_uses_temperature_zer
     assert request.temperature == 0.0
     assert request.response_format["json_schema"]["schema"]["properties"]["category"]
     system, user = request.messages
-    assert system.content == "Classify the ticket."  # the caller's prompt is left alone
-    assert user.content.startswith("The app crashes.\n\n")
-    assert '"billing" | "technical" | "general"' in user.content
+    assert system.content.startswith("Classify the ticket.\n\nAnswer with one JSON object")
+    assert '"billing" | "technical" | "general"' in system.content
+    assert user.content == "The app crashes."  # the conversation is left as it was
 
 
-def test_a_conversation_not_ending_with_the_user_gets_the_hint_as_a_user_message() -> None:
+def test_without_a_system_prompt_the_hint_becomes_one() -> None:
     model = ScriptedModel([ANSWER])
     call = {"name": "lookup", "args": {}, "id": "c1", "type": "tool_call"}
     model.structured([HumanMessage("hi"), AIMessage("", tool_calls=[call]),
                       ToolMessage("found", tool_call_id="c1")], Ticket)
     messages = model.requests[0].messages
-    assert len(messages) == 4 and messages[-1].role == "user"
-    assert messages[-1].content.startswith("Answer with one JSON object")
+    assert len(messages) == 4 and messages[0].role == "system"
+    assert messages[0].content.startswith("Answer with one JSON object")
 
 
 def test_caller_and_model_temperatures_win_and_the_hint_can_be_turned_off() -> None:
@@ -82,7 +82,7 @@ def test_caller_and_model_temperatures_win_and_the_hint_can_be_turned_off() -> N
     first, second, third = model.requests
     assert first.temperature == 0.7
     assert second.temperature == 0.3
-    assert third.messages[-1].content == "x" and third.temperature == 0.0
+    assert [m.content for m in third.messages] == ["x"] and third.temperature == 0.0
 
 
 def test_the_retry_keeps_the_hint_and_says_what_was_wrong() -> None:
@@ -98,7 +98,7 @@ def test_async_structured_gets_the_same_request() -> None:
     got = asyncio.run(model.astructured("The app crashes.", Ticket))
     assert got.category == "technical"
     assert model.requests[0].temperature == 0.0
-    assert "Answer with one JSON object" in model.requests[0].messages[-1].content
+    assert "Answer with one JSON object" in model.requests[0].messages[0].content
 
 
 def test_tool_choice_keeps_its_own_guide() -> None:
@@ -107,7 +107,8 @@ def test_tool_choice_keeps_its_own_guide() -> None:
                                              "parameters": {"type": "object",
                                                             "properties": {}}}}
     assert choose_tool(model, "hi", [spec]).content == "hello"
-    assert "Answer with one JSON object" not in model.requests[0].messages[-1].content
+    assert all("Answer with one JSON object" not in m.content
+               for m in model.requests[0].messages)
 
 
 @pytest.mark.parametrize("bad", ['{"category": "billing"}', "not json"])

@@ -4,7 +4,7 @@ Constrained decoding keeps an answer inside the schema, but it cannot tell the m
 the fields mean: a 1.5B model that never saw the choices picks the first label that
 decodes. Showing the fields, their types, the allowed values and the descriptions in a
 form close to the JSON to be written (one line per field) lifted ticket classification
-with a one-line prompt from 5 and 6 of 12 to 11 and 9 of 12 (docs/models.md).
+with a one-line prompt from 5 and 6 of 12 to 10 and 9 of 12 (docs/models.md).
 """
 
 from __future__ import annotations
