@@ -45,7 +45,8 @@ from waypoint.observe.tracing import traced
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from research_script import ANGLES, CHECKLIST, DemoScript, scripted_model
 
-__all__ = ["ANGLES", "CHECKLIST", "DemoScript", "build_graph", "make_model", "scripted_model"]
+__all__ = ["ANGLES", "CHECKLIST", "DemoScript", "build_graph", "eval_graph", "make_model",
+           "scripted_model"]
 
 DEFAULT_TOPIC = "grid-scale battery storage"
 QUALITY_BAR = 0.8
@@ -311,6 +312,15 @@ def build_graph(
     builder.add_conditional_edges("publish", after_publish, ["write", END])
     return builder.compile(checkpointer=checkpointer, interrupt_before=list(interrupt_before),
                            name="research_pipeline")
+
+
+def eval_graph():
+    """The pipeline for `waypoint eval` (examples/data/research_pipeline_eval.jsonl) on the
+    model named by WAYPOINT_MODEL: no approval gate, the rows carry the decision."""
+    model = make_model(os.environ.get("WAYPOINT_MODEL", "local"), UsageLedger(),
+                       base_url=os.environ.get("WAYPOINT_MODEL_URL"),
+                       model_name=os.environ.get("WAYPOINT_MODEL_NAME"))
+    return build_graph(model, interrupt_before=())
 
 
 def render_report(state: ResearchState) -> str:

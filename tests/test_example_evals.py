@@ -19,6 +19,7 @@ DATA = REPO / "examples" / "data"
 
 EVALS = [
     ("examples.support_router:eval_graph", "support_router_eval.jsonl"),
+    ("examples.research_pipeline:eval_graph", "research_pipeline_eval.jsonl"),
 ]
 
 
