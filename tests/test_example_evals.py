@@ -20,6 +20,11 @@ DATA = REPO / "examples" / "data"
 EVALS = [
     ("examples.support_router:eval_graph", "support_router_eval.jsonl"),
     ("examples.research_pipeline:eval_graph", "research_pipeline_eval.jsonl"),
+    ("examples.research_loop:eval_graph", "research_loop_eval.jsonl"),
+    ("examples.supervisor:eval_graph", "supervisor_eval.jsonl"),
+    ("examples.scatter_gather:eval_graph", "scatter_gather_eval.jsonl"),
+    ("examples.triage_confidence:eval_graph", "triage_eval.jsonl"),
+    ("examples.rag_router:eval_graph", "rag_router_eval.jsonl"),
 ]
 
 
