@@ -651,3 +651,30 @@ async def test_stateless_cron_runs_on_new_threads(server):
         assert found and found[0]["values"]["count"] == 1
     finally:
         await client.crons.delete(cron["cron_id"])
+
+
+async def _gone(client, thread_id: str) -> bool:
+    for _ in range(400):
+        try:
+            await client.threads.get(thread_id)
+        except Exception as exc:  # not found once the reaper deleted it
+            assert "not found" in str(exc)
+            return True
+        await asyncio.sleep(0.025)
+    return False
+
+
+async def test_stateless_run_waiting_for_a_person_keeps_its_thread_until_it_ends(server):
+    client = server.client()
+    waiting = await client.runs.create(None, "hitl", input={"items": []})
+    await client.runs.join(waiting["thread_id"], waiting["run_id"])
+    done = await client.runs.create(None, "three", input={"items": []})
+    await client.runs.join(done["thread_id"], done["run_id"])
+    assert await _gone(client, done["thread_id"])  # the reaper has run since the pause
+    thread = await client.threads.get(waiting["thread_id"])
+    assert thread["status"] == "interrupted" and thread["interrupts"]
+    resumed = await client.runs.create(waiting["thread_id"], "hitl",
+                                       command={"resume": "yes"})
+    final = await client.runs.join(waiting["thread_id"], resumed["run_id"])
+    assert final["items"][-1] == "answer:yes"
+    assert await _gone(client, waiting["thread_id"])  # ended for good: deleted as asked

@@ -136,9 +136,13 @@ def delete_for_thread(tx: Tx, thread_id: str) -> None:
 def finished_temporary(tx: Tx, ended_before: float | None = None,
                        limit: int = 200) -> list[str]:
     """Threads of stateless runs that ended (before `ended_before`, if given) and asked for
-    their thread to go."""
+    their thread to go. A thread that waits for a person (an `interrupt()`, an approval) or
+    runs again is not done: deleting it would lose the pending decision, so it goes once
+    it ends for good."""
     sql = ("SELECT thread_id FROM waypoint_runs WHERE temporary = ? AND status IN "
-           "('success', 'error', 'timeout', 'interrupted')")
+           "('success', 'error', 'timeout', 'interrupted') AND NOT EXISTS (SELECT 1 FROM "
+           "waypoint_service_threads t WHERE t.thread_id = waypoint_runs.thread_id AND "
+           "t.status IN ('interrupted', 'busy'))")
     params: list[Any] = [True]
     if ended_before is not None:
         sql += " AND updated_at < ?"
