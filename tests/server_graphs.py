@@ -9,6 +9,8 @@ import signal
 import time
 from typing import Annotated, Any, TypedDict
 
+from pydantic import BaseModel, Field
+
 from waypoint import (
     END,
     START,
@@ -313,3 +315,39 @@ def _priced_agent() -> Any:
 
 
 agent = _priced_agent()
+
+
+# -- a pydantic state, for the state-update checks (served by tests/test_server_state_checks.py)
+
+
+def _merge_tags(left: list[str], right: list[str] | str) -> list[str]:
+    """A reducer whose update type is annotated: a tag or a list of tags."""
+    return [*left, *([right] if isinstance(right, str) else right)]
+
+
+class TypedState(BaseModel):
+    items: Annotated[list[str], operator.add] = []
+    count: int = 0
+    score: float = Field(default=0.0, ge=0)
+    tags: Annotated[list[str], _merge_tags] = []
+
+
+def _typed_step(state: TypedState) -> dict[str, Any]:
+    return {"items": ["t"], "count": state.count + 1}
+
+
+_typed = StateGraph(TypedState)
+_typed.add_node("t", _typed_step)
+_typed.add_edge(START, "t")
+_typed.add_edge("t", END)
+typed = _typed.compile()
+
+
+# A subgraph that pauses inside itself, for thread state with `subgraphs=true`.
+_asking_outer = StateGraph(State)
+_asking_outer.add_node("start", _a)
+_asking_outer.add_node("inner", _hitl.compile(name="inner"))
+_asking_outer.add_edge(START, "start")
+_asking_outer.add_edge("start", "inner")
+_asking_outer.add_edge("inner", END)
+nested_ask = _asking_outer.compile()

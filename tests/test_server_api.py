@@ -183,6 +183,16 @@ async def _wait_running(client: Any, tid: str, run_id: str) -> None:
     raise AssertionError("run never started")
 
 
+async def _wait_started(side_file: Any) -> None:
+    """Until the slow graph's first step has begun (it writes a line when it does): a run
+    that is "running" may not have begun its first step yet."""
+    for _ in range(800):
+        if side_file.exists() and "started" in side_file.read_text():
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError("the step never began")
+
+
 
 async def test_multitask_reject(server):
     client = server.client()
@@ -211,12 +221,14 @@ async def test_multitask_enqueue_keeps_order(server):
                         third["run_id"]: "success"}
 
 
-async def test_multitask_interrupt_stops_the_active_run(server):
+async def test_multitask_interrupt_stops_the_active_run(server, tmp_path):
     client = server.client()
     thread = await client.threads.create()
     tid = thread["thread_id"]
-    first = await client.runs.create(tid, "slow", input={"items": ["1"], "delay": 0.5})
-    await _wait_running(client, tid, first["run_id"])
+    side = tmp_path / "started.txt"
+    first = await client.runs.create(tid, "slow", input={"items": ["1"], "delay": 0.5,
+                                                         "side_file": str(side)})
+    await _wait_started(side)
     second = await client.runs.create(tid, "three", input={"items": ["2"]},
                                       multitask_strategy="interrupt")
     result = await client.runs.join(tid, second["run_id"])
@@ -243,12 +255,14 @@ async def test_multitask_rollback_removes_the_active_run(server):
     assert all(h["metadata"].get("run_id") != first["run_id"] for h in history)
 
 
-async def test_cancel_interrupt_and_wait(server):
+async def test_cancel_interrupt_and_wait(server, tmp_path):
     client = server.client()
     thread = await client.threads.create()
     tid = thread["thread_id"]
-    run = await client.runs.create(tid, "slow", input={"items": [], "delay": 0.5})
-    await _wait_running(client, tid, run["run_id"])
+    side = tmp_path / "started.txt"
+    run = await client.runs.create(tid, "slow", input={"items": [], "delay": 0.5,
+                                                       "side_file": str(side)})
+    await _wait_started(side)
     await client.runs.cancel(tid, run["run_id"], wait=True)
     assert (await client.runs.get(tid, run["run_id"]))["status"] == "interrupted"
     state = await client.threads.get_state(tid)

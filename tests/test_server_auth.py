@@ -1,4 +1,5 @@
-"""Auth and tenants: API keys on every endpoint, one tenant never sees another's data."""
+"""Auth and tenants: API keys on every endpoint, one tenant never sees another's data.
+On SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ SETTINGS = {"api_keys": [{"key": KEY_A, "tenant": "a"}, {"key": KEY_B, "tenant":
             "tenant_max_active_runs": 3}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with running_server(tmp_path_factory.mktemp("auth"), "sqlite",
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def server(request, tmp_path_factory):
+    with running_server(tmp_path_factory.mktemp(f"auth-{request.param}"), request.param,
                         settings=SETTINGS) as running:
         yield running
 
@@ -88,6 +89,29 @@ async def test_tenants_never_see_each_other(server):
                                                       "assistant_id": run["assistant_id"]}
     assert (await a.store.get_item(["secrets"], "k"))["value"] == {"v": 1}
     await a.crons.delete(cron["cron_id"])
+
+
+def test_another_tenants_approval_is_a_404(server):
+    a, b = server.http(KEY_A), server.http(KEY_B)
+    tid = a.post("/threads", json={}).json()["thread_id"]
+    paused = a.post(f"/threads/{tid}/runs/wait", json={"assistant_id": "approval",
+                                                       "input": {"items": ["draft"]}})
+    assert paused.json()["__interrupt__"][0]["value"]["kind"] == "approval"
+    [approval] = a.get("/approvals", params={"thread_id": tid}).json()
+    approval_id = approval["approval_id"]
+    assert b.get(f"/approvals/{approval_id}").status_code == 404
+    refused = b.post(f"/approvals/{approval_id}/decide", json={"action": "approve"})
+    assert refused.status_code == 404 and refused.json()["detail"]
+    assert b.get("/approvals", params={"thread_id": tid}).json() == []
+    everything = b.get("/approvals", params={"status": "all"}).json()
+    assert all(x["approval_id"] != approval_id for x in everything)
+    # untouched: tenant a still decides it
+    assert a.get(f"/approvals/{approval_id}").json()["status"] == "pending"
+    decided = a.post(f"/approvals/{approval_id}/decide", json={"action": "approve"})
+    assert decided.status_code == 200, decided.text
+    run = decided.json()["run"]
+    assert a.get(f"/threads/{tid}/runs/{run['run_id']}/join").json()["items"][-1] == \
+        "decision:approve"
 
 
 async def test_system_assistants_change_only_by_an_admin(server):

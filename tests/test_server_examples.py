@@ -1,14 +1,15 @@
 """The server examples, end to end: `examples/chat_service/` (seed 004's chat backend with an
 approval before the refund) and `examples/server_client.py` (seed 002's background job).
 
-One real `waypoint serve` process, started from the example's own `langgraph.json` (graph
-paths made absolute, the database and the payment log in the test's directory), on SQLite,
-with the scripted model. The tests drive it with the official SDK and run the two client
-scripts as a user would, asserting on what they print.
+One real `waypoint serve` process per backend (SQLite, PostgreSQL), started from the
+example's own `langgraph.json` (graph paths made absolute, the database and the payment log
+in the test's directory), with the scripted model. The tests drive it with the official
+SDK and run the two client scripts as a user would, asserting on what they print.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -18,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from server_harness import ServerProcess
+from server_harness import ServerProcess, postgres_schema
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "chat_service"
@@ -43,22 +44,34 @@ class ExampleServer(ServerProcess):
         return path
 
 
-def start_example(workdir: Path) -> ExampleServer:
+def start_example(workdir: Path, postgres: str | None = None) -> ExampleServer:
     """The example's server on the scripted model, its payment log in `workdir`."""
     env = {"WAYPOINT_CHAT_MODEL": "scripted", "WAYPOINT_SCRIPTED_DELAY": "0",
            "WAYPOINT_CHAT_LOG": str(workdir / "payments.log")}
-    running = ExampleServer(workdir, env=env).start()
+    running = ExampleServer(workdir, postgres=postgres, env=env).start()
     running.payments = workdir / "payments.log"  # type: ignore[attr-defined]
     return running
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    running = start_example(tmp_path_factory.mktemp("chat_service"))
-    try:
-        yield running
-    finally:
-        running.stop()
+@contextlib.contextmanager
+def _database(backend: str) -> Any:
+    """None for SQLite (the example's file in the test's directory), else a PostgreSQL URL
+    on a fresh schema."""
+    if backend == "postgres":
+        with postgres_schema() as url:
+            yield url
+    else:
+        yield None
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    with _database(request.param) as url:
+        running = start_example(tmp_path_factory.mktemp(f"chat_service-{request.param}"), url)
+        try:
+            yield running
+        finally:
+            running.stop()
 
 
 def refunds(server: Any, thread_id: str) -> list[str]:
@@ -258,10 +271,17 @@ def test_background_job_script_polls_and_resumes_by_thread_id(server: Any) -> No
     assert "nothing to decide: the job is rejected" in again.stdout
 
 
-async def test_paused_refund_and_edited_decisions_survive_a_restart(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_paused_refund_and_edited_decisions_survive_a_restart(backend: str,
+                                                                    tmp_path: Path) -> None:
     """A refund waiting for a person is still in the inbox after the server restarts, and
     the records of earlier edits (stored as the approval schema's objects) still read."""
-    first = start_example(tmp_path)
+    with _database(backend) as url:
+        await _survive_a_restart(tmp_path, url)
+
+
+async def _survive_a_restart(tmp_path: Path, url: str | None) -> None:
+    first = start_example(tmp_path, url)
     try:
         client, http = first.client(), first.http()
         edited, waiting = [(await client.threads.create())["thread_id"] for _ in range(2)]
@@ -276,7 +296,7 @@ async def test_paused_refund_and_edited_decisions_survive_a_restart(tmp_path: Pa
     finally:
         first.stop()
 
-    second = start_example(tmp_path)
+    second = start_example(tmp_path, url)
     try:
         http = second.http()
         everything = http.get("/approvals", params={"status": "all"})

@@ -129,6 +129,7 @@ class RunLoop:
         self.parent_id: str | None = None
         self.head: str | None = None
         self.pending: dict[str, dict[str, Any]] = {}
+        self.goto_only: set[str] = set()  # START tasks of a Command: routed by its goto only
         self.resume_by_task: dict[str, Any] = {}
         self.steps_run = 0
         self.skip_before = False
@@ -453,8 +454,9 @@ class RunLoop:
     def _start_task(self, index: int, ref: TaskRef) -> Task:
         task = Task(index, START, None, self._task_id(index, START), ref[1], True)
         task.writes = list(ref[1].items())
-        if len(ref) > 2:
+        if len(ref) > 2:  # a Command goes where its goto says, not along START's edges
             task.gotos = list(ref[2])
+            self.goto_only.add(task.id)
         else:
             task.gotos = route(self, task, task.writes)
         task.done = True
@@ -531,7 +533,7 @@ class RunLoop:
         pushes: list[TaskRef] = []
         touched_joins: list[Any] = []
         for task in tasks:
-            if task.handled is not None:  # its error handler routes, as a node of its own
+            if task.handled is not None or task.id in self.goto_only:  # routed by gotos only
                 pulls.update((t, None) for t in task.gotos if isinstance(t, str) and t != END)
                 pushes.extend((t.node, t.arg) for t in task.gotos if isinstance(t, Send))
                 continue

@@ -14,7 +14,17 @@ from .. import __version__
 from . import errors
 from .config import Settings
 from .context import open_service
-from .routers import approvals, assistants, crons, meta, runs, store, threads, usage
+from .routers import (
+    approvals,
+    assistants,
+    crons,
+    meta,
+    runs,
+    store,
+    thread_stream,
+    threads,
+    usage,
+)
 
 # Local UIs (agent-chat-ui on :3000, a Vite dev server...) may call a server that has no
 # CORS settings; any other origin must be configured.
@@ -91,7 +101,7 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
     errors.install(app)
     app.include_router(meta.health)
     app.include_router(meta.router)
-    for module in (assistants, threads, runs, crons, store, approvals, usage):
+    for module in (assistants, threads, thread_stream, runs, crons, store, approvals, usage):
         app.include_router(module.router)
     cors = settings.cors
     if cors is not None:

@@ -82,7 +82,8 @@ async def search(body: CronSearch, service: Service = Depends(get_service),
 async def count(body: CronCount, service: Service = Depends(get_service),
                 who: Identity = Depends(current_identity)) -> int:
     return await service.db.aread(lambda tx: table.count(
-        tx, who.scope, assistant_id=body.assistant_id, thread_id=body.thread_id))
+        tx, who.scope, assistant_id=body.assistant_id, thread_id=body.thread_id,
+        metadata=body.metadata))
 
 
 async def _find(service: Service, cron_id: str, who: Identity) -> Cron:

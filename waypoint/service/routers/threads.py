@@ -7,9 +7,11 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 
+from ...constants import END, START
 from ..auth import Identity, current_identity
 from ..context import Service
 from ..errors import Conflict, NotFound, Unprocessable
+from ..schemas.state_values import check_state_values
 from ..schemas.threads import (
     ThreadCount,
     ThreadCreate,
@@ -47,6 +49,8 @@ async def create(body: ThreadCreate, service: Service = Depends(get_service),
                  who: Identity = Depends(current_identity)) -> dict[str, Any]:
     thread_id = body.thread_id or new_id()
     ttl = body.ttl.ttl if body.ttl else service.settings.thread_ttl_minutes
+    if body.supersteps:  # checked before the thread is made: a refused request writes nothing
+        _check_supersteps(service, body.metadata or {}, body.supersteps)
 
     def insert(tx: Any) -> Thread:
         existing = table.get(tx, thread_id, None)
@@ -64,6 +68,22 @@ async def create(body: ThreadCreate, service: Service = Depends(get_service),
         await _apply_supersteps(service, thread, body.supersteps)
         thread = await find(service, thread_id, who)
     return thread.to_api()
+
+
+def _check_supersteps(service: Service, metadata: dict[str, Any],
+                      supersteps: list[dict[str, Any]]) -> None:
+    graph_id = metadata.get("graph_id")
+    graph = service.graphs.get_static(graph_id) if graph_id in service.graphs else None
+    if graph is None:
+        raise Unprocessable("supersteps need a graph: put its graph_id in the thread metadata")
+    for step in supersteps:
+        for update in step.get("updates") or []:
+            as_node = update.get("as_node")
+            if as_node is not None and as_node not in graph.spec.nodes:
+                raise Unprocessable(f"supersteps: as_node {as_node!r} is not a node of graph "
+                                    f"{graph_id!r} (nodes: {', '.join(graph.spec.nodes)})")
+            check_state_values(graph, update.get("values"), graph_id=graph_id,
+                               what="supersteps values")
 
 
 async def _apply_supersteps(service: Service, thread: Thread, supersteps: list[dict[str, Any]]
@@ -221,9 +241,15 @@ async def update_state(thread_id: str, body: ThreadStateUpdate,
     values = body.values
     if isinstance(values, list):  # several updates, as (values, as_node) pairs, not yet
         raise Unprocessable("values must be an object of state keys")
+    graph_id = thread.metadata.get("graph_id")
+    if body.as_node is not None and body.as_node not in graph.spec.nodes \
+            and body.as_node not in (START, END):
+        raise Unprocessable(f"as_node {body.as_node!r} is not a node of graph {graph_id!r} "
+                            f"(nodes: {', '.join(graph.spec.nodes)})")
+    check_state_values(graph, values, graph_id=graph_id)
     try:
         new_config = await asyncio.to_thread(graph.update_state, config, values, body.as_node)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:  # a reducer refusing the value: nothing written
         raise Unprocessable(str(exc)) from exc
     await service.refresh_thread(thread_id, thread.metadata.get("graph_id"))
     return {"checkpoint": checkpoint_ref(new_config)}

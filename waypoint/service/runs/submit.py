@@ -17,6 +17,7 @@ from ...types import Budget
 from ..auth import Identity
 from ..errors import Conflict, NotFound, TooManyRequests, Unprocessable
 from ..schemas.runs import RunCreateBase
+from ..schemas.state_values import check_state_values
 from ..tables import runs as run_table
 from ..tables import threads as thread_table
 from ..tables.assistants import Assistant
@@ -65,9 +66,13 @@ def _check_against_graph(service: Service, graph_id: str, body: RunCreateBase) -
         if unknown:
             raise Unprocessable(f"input has key(s) {unknown} that graph {graph_id!r} does not "
                                 f"take (input keys: {', '.join(keys)})")
+        check_state_values(graph, body.input, graph_id=graph_id, what="input", as_input=True)
     elif body.input is not None and not isinstance(body.input, dict) and body.command is None:
         raise Unprocessable(f"input must be an object of state keys, got "
                             f"{type(body.input).__name__}")
+    if body.command is not None:
+        check_state_values(graph, body.command.update, graph_id=graph_id,
+                           what="command.update")
 
 
 def _check_budget(config: dict[str, Any] | None) -> None:

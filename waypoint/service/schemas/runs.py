@@ -170,3 +170,4 @@ class CronSearch(Strict):
 class CronCount(Strict):
     assistant_id: str | None = None
     thread_id: str | None = None
+    metadata: dict[str, Any] | None = None

@@ -118,8 +118,8 @@ def search(tx: Tx, tenant: str | None, *, assistant_id: str | None = None,
 
 
 def count(tx: Tx, tenant: str | None, *, assistant_id: str | None = None,
-          thread_id: str | None = None) -> int:
-    where, params = _filters(tx, tenant, assistant_id, thread_id, None, None)
+          thread_id: str | None = None, metadata: dict[str, Any] | None = None) -> int:
+    where, params = _filters(tx, tenant, assistant_id, thread_id, None, metadata)
     row = tx.one(f"SELECT count(*) FROM waypoint_crons WHERE {where}", params)
     return int(row[0]) if row else 0
 
