@@ -88,8 +88,10 @@ class _Process:
 class ServerProcess(_Process):
     def __init__(self, workdir: Path, *, postgres: str | None = None,
                  settings: dict[str, Any] | None = None, env: dict[str, str] | None = None,
-                 workers: int | None = None, args: list[str] | None = None) -> None:
+                 workers: int | None = None, args: list[str] | None = None,
+                 graphs: dict[str, str] | None = None) -> None:
         self.workdir = workdir
+        self.graphs = graphs or {}  # more graphs: name -> "/path/to/module.py:attribute"
         self.postgres = postgres
         self.settings = settings or {}
         self.env = env or {}
@@ -102,6 +104,7 @@ class ServerProcess(_Process):
         path = self.workdir / "langgraph.json"
         graphs = {name: f"{HERE / target.split(':')[0]}:{target.split(':')[1]}"
                   for name, target in GRAPHS.items()}
+        graphs.update(self.graphs)
         own = {"db": str(self.workdir / "server.db"), "poll_interval": 0.2, **self.settings}
         path.write_text(json.dumps({"graphs": graphs, "waypoint": own}))
         return path

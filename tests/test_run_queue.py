@@ -211,3 +211,66 @@ def test_renewing_reports_runs_taken_elsewhere_but_not_runs_that_just_ended(db):
     lost = db.run(lambda tx: run_table.renew(
         tx, "me", [ended.run_id, taken.run_id, held.run_id], time.time() + 60))
     assert lost == [taken.run_id]
+
+
+def _claim_next(db: Any, worker: str, at: float, max_takeovers: int | None = None
+                ) -> run_table.Claimed:
+    return db.run(lambda tx: run_table.claim_next(tx, worker, 60, at=at,
+                                                  max_takeovers=max_takeovers))
+
+
+def test_the_next_claim_takes_a_run_whose_lease_lapsed_but_never_a_live_one(db):
+    at = time.time()
+    dead, live = _add(db), _add(db)
+    db.run(lambda tx: run_table.claim(tx, "dead", 10, at=at))  # `dead`, lease 10 s
+    db.run(lambda tx: run_table.claim(tx, "alive", 60, at=at))  # `live`, lease 60 s
+    early = _claim_next(db, "idle", at + 5)  # both leases still held
+    assert early.run is None and early.lapsed == []
+    taken = _claim_next(db, "idle", at + 11)  # dead's lapsed; the claim itself takes it
+    assert taken.lapsed == [dead.run_id] and taken.run is not None
+    assert (taken.run.run_id, taken.run.worker, taken.run.attempt) == (dead.run_id, "idle", 2)
+    # the dead attempt is fenced out in that same transaction: it can no longer end the run
+    assert not db.run(lambda tx: run_table.finish(tx, dead.run_id, "success", attempt=1))
+    held = db.run(lambda tx: run_table.get(tx, live.run_id, None))
+    assert (held.status, held.worker, held.attempt) == ("running", "alive", 1)
+    assert _claim_next(db, "other", at + 12).run is None  # nothing lapsed twice
+
+
+def test_a_run_whose_lease_lapsed_too_often_fails_at_the_claim_as_a_poison_run(db):
+    at = time.time()
+    run = _add(db)
+    db.run(lambda tx: run_table.claim(tx, "dead", 10, at=at))
+    claimed = _claim_next(db, "idle", at + 11, max_takeovers=0)
+    assert claimed.run is None and claimed.lapsed == []
+    assert [p.run_id for p in claimed.poisoned] == [run.run_id]
+    assert claimed.poisoned[0].status == "error"
+    assert claimed.poisoned[0].error["error"] == "PoisonRun"
+
+
+def test_workers_claiming_at_once_take_each_lapsed_run_once():
+    """Eight idle workers poll at the same moment over six runs of a dead worker: each run
+    is taken by exactly one, and no claim puts back a run another claim just took."""
+    with _postgres() as db:
+        at = time.time()
+        runs = [_add(db) for _ in range(6)]
+        for _ in runs:
+            db.run(lambda tx: run_table.claim(tx, "dead", 1, at=at))
+        taken: list[tuple[str, str]] = []
+        barrier = threading.Barrier(8)
+
+        def worker(name: str) -> None:
+            barrier.wait()
+            for _ in range(3):
+                found = _claim_next(db, name, at + 10).run
+                if found is not None:
+                    taken.append((found.run_id, name))
+
+        threads = [threading.Thread(target=worker, args=(f"w{i}",)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(r for r, _ in taken) == sorted(r.run_id for r in runs)
+        for run_id, name in taken:
+            row = db.run(lambda tx, r=run_id: run_table.get(tx, r, None))
+            assert (row.status, row.worker, row.attempt) == ("running", name, 2)

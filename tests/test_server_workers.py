@@ -101,6 +101,42 @@ def test_a_killed_workers_run_is_taken_over_and_its_effect_runs_once(tmp_path):
             api.stop()
 
 
+def test_an_idle_workers_next_poll_takes_over_a_run_whose_lease_lapsed(tmp_path):
+    """Leases are ten minutes here, so no renewer looks for lapsed ones during the test;
+    the dead worker's lease is made to lapse by hand, with no NOTIFY. The other worker,
+    idle, takes the run at its next claim (its poll) and resumes it from its checkpoint;
+    the effect ran once."""
+    import time
+
+    import psycopg
+
+    with postgres_schema() as url:
+        api = _api(tmp_path, url, lease_seconds=600)
+        first = WorkerProcess(api).start()
+        side = tmp_path / "charges.log"
+        second = None
+        try:
+            with api.http() as http:
+                run = _start(http, "payment", side)
+                wait_until(lambda: side.exists() and "charged" in side.read_text())
+                first.kill()  # mid-run: "hold" waits for its release file
+                second = WorkerProcess(api).start()  # its start finds no lapsed lease
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.execute("UPDATE waypoint_runs SET lease_until = %s WHERE run_id = %s",
+                                 (time.time() - 1, run["run_id"]))
+                Path(str(side) + ".release").write_text("go")
+                path = f"/threads/{run['thread_id']}/runs/{run['run_id']}"
+                done = _ended(http, path, timeout=30)
+                assert done["status"] == "success"
+                assert side.read_text().count("charged") == 1
+                assert "took over 1 run(s)" in second.output()
+        finally:
+            if second is not None:
+                second.stop()
+            first.kill()
+            api.stop()
+
+
 def test_a_run_that_keeps_killing_its_workers_stops_as_a_poison_run(tmp_path):
     with postgres_schema() as url:
         api = _api(tmp_path, url, lease_seconds=1, max_takeovers=1)

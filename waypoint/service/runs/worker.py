@@ -1,10 +1,12 @@
 """In-process workers: claim runs from the queue, execute them, record how they ended.
 
-A dispatcher claims runs while a slot is free (woken at once when a run is created here,
-and by a poll for runs that fall due later or were created elsewhere). Each claim holds a
-lease that a renewer extends; a run whose lease lapses (its worker died) is put back in
-the queue. Stopping a run (cancel, double texting, drain) lets its current step finish and
-commit: a run never stops half way through a step.
+A dispatcher claims runs while a slot is free (woken at once when a run is created here
+or NOTIFY says one was created elsewhere, and by a poll for runs that fall due later or
+whose notification was lost). Each claim holds a lease that a renewer extends; a run whose
+lease lapses (its worker died) is taken over by the next claim or poll of an idle worker
+(the renewers look too, for workers with no free slot). Stopping a run (cancel, double
+texting, drain) lets its current step finish and commit: a run never stops half way
+through a step.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ from .execute import StoreOutage, execute, final_state
 if TYPE_CHECKING:
     from ..context import Service
 
-CANCEL_POLL_SECONDS = 0.5
 log = logging.getLogger("waypoint.service.runs")
 
 class WorkerPool:
@@ -76,6 +77,14 @@ class WorkerPool:
     @property
     def max_takeovers(self) -> int:
         return self.service.settings.max_takeovers
+
+    async def _took_over(self, lapsed: list[str], poisoned: list[Any]) -> None:
+        """Count and log the runs of dead workers put back in the queue (or failed)."""
+        await self._report_poisoned(poisoned)
+        if lapsed:
+            self.service.metrics.takeovers.inc(len(lapsed))
+            log.warning("took over %d run(s) whose worker stopped: %s", len(lapsed),
+                        ", ".join(lapsed))
 
     async def _report_poisoned(self, runs: list[Any]) -> None:
         for run in runs:
@@ -126,15 +135,21 @@ class WorkerPool:
         while self._accepting:
             await self._slots.acquire()
             try:
-                run, due = await self.service.db.arun(self._claim)
+                claimed = await self.service.db.arun(self._claim)
             except Exception:
                 self._slots.release()
                 log.exception("claiming a run failed; trying again")
                 await asyncio.sleep(settings.poll_interval)
                 continue
+            if claimed.lapsed or claimed.poisoned:
+                try:
+                    await self._took_over(claimed.lapsed, claimed.poisoned)
+                except Exception:  # the claim stands; only its report failed
+                    log.exception("reporting runs taken over failed")
+            run = claimed.run
             if run is None:
                 self._slots.release()
-                await self._idle(settings.poll_interval, due)
+                await self._idle(settings.poll_interval, claimed.due)
                 continue
             self.service.metrics.claimed(run.graph_id, run.attempt,
                                          max(run.created_at, run.not_before), run.updated_at)
@@ -150,11 +165,11 @@ class WorkerPool:
         self._slots.release()
         self.notify()  # the thread may have a queued run; a slot is free
 
-    def _claim(self, tx: Any) -> tuple[Run | None, float | None]:
-        """A run to start, or when the next one falls due (in one transaction)."""
-        run = run_table.claim(tx, self.worker_id, self.service.settings.lease_seconds,
-                              rules=self.rules)
-        return run, None if run is not None else run_table.next_due(tx)
+    def _claim(self, tx: Any) -> run_table.Claimed:
+        """Take back runs whose lease lapsed, then a run to start, or when the next one
+        falls due (in one transaction)."""
+        return run_table.claim_next(tx, self.worker_id, self.service.settings.lease_seconds,
+                                    rules=self.rules, max_takeovers=self.max_takeovers)
 
     async def _idle(self, poll: float, due: float | None) -> None:
         wait = poll if due is None else max(0.0, min(poll, due - time.time()))
@@ -173,24 +188,30 @@ class WorkerPool:
             else:
                 self.notify()
 
+        def connected() -> None:  # whatever was notified while nobody listened
+            self.notify()
+            self._cancel_marked(*self.active)
+
         await notices.listen(self.service.settings.postgres or "",
-                             (notices.QUEUE, notices.CANCELS), handle, self.notify)
+                             (notices.QUEUE, notices.CANCELS), handle, connected)
 
-    def _cancel_marked(self, run_id: str) -> None:
-        if run_id in self.active:
-            self.service.spawn(self._stop_marked(run_id))
+    def _cancel_marked(self, *run_ids: str) -> None:
+        here = [run_id for run_id in run_ids if run_id in self.active]
+        if here:
+            self.service.spawn(self._stop_marked(here))
 
-    async def _stop_marked(self, run_id: str) -> None:
+    async def _stop_marked(self, run_ids: list[str]) -> None:
         marked = await self.service.db.aread(
-            lambda tx: run_table.cancel_requests(tx, [run_id]))
+            lambda tx: run_table.cancel_requests(tx, run_ids))
         for marked_id, action in marked:
             self.stop(marked_id, action)
 
     async def _watch_cancels(self) -> None:
-        """Stop runs executing here that another process asked to cancel (within about
-        half a second): the API process only marks the row."""
+        """Stop runs executing here that another process asked to cancel: the API process
+        marks the row and NOTIFYs (handled by `_listen` at once); this poll, every
+        `poll_interval`, is the fallback for a notification lost to a reconnect."""
         while True:
-            await asyncio.sleep(CANCEL_POLL_SECONDS)
+            await asyncio.sleep(self.service.settings.poll_interval)
             ids = [run_id for run_id, task in self.active.items() if not task.done()]
             if not ids:
                 continue
@@ -205,7 +226,7 @@ class WorkerPool:
 
     async def _renew(self) -> None:
         """Extend this worker's leases, and take back runs whose worker stopped renewing
-        (another process that died: its runs resume here)."""
+        (idle workers' claims do that first; this covers a fleet with no free slot)."""
         settings = self.service.settings
         while True:
             await asyncio.sleep(settings.lease_seconds / 3)
@@ -213,14 +234,11 @@ class WorkerPool:
                 lapsed, poisoned = await self.service.db.arun(
                     lambda tx: run_table.recover_lapsed(tx, time.time(),
                                                         max_takeovers=self.max_takeovers))
-                await self._report_poisoned(poisoned)
+                await self._took_over(lapsed, poisoned)
             except Exception:
                 log.exception("looking for lapsed leases failed")
                 lapsed = []
             if lapsed:
-                self.service.metrics.takeovers.inc(len(lapsed))
-                log.warning("took over %d run(s) whose worker stopped: %s", len(lapsed),
-                            ", ".join(lapsed))
                 self.notify()
             ids = list(self.active)
             if not ids:

@@ -4,8 +4,9 @@ A thread runs one run at a time, in the order runs were accepted (`enqueue`); a 
 takes, among due pending runs whose thread has nothing running, the highest priority,
 then the tenant with the fewest runs running (so one busy tenant cannot starve the
 others), then the oldest. Concurrency limits (all runs, or per tenant) count running runs
-across every worker. A run whose lease lapsed (its worker died) goes back to pending and
-is taken again from its thread's last checkpoint.
+across every worker. A run whose lease lapsed (its worker died) goes back to pending in
+the next claim transaction of any worker (`claim_next`) and is taken again from its
+thread's last checkpoint.
 
 A run is pinned to the version of its graph it started on (`graph_version`, set by the
 first claim and inherited by later runs on the thread): a worker claims only runs of the
@@ -231,6 +232,29 @@ def claim(tx: Tx, worker: str, lease_seconds: float, at: float | None = None,
     return run
 
 
+@dataclass(slots=True)
+class Claimed:
+    """What one claim transaction did: the run taken (or when the next falls due), and the
+    runs of dead workers it put back (requeued, or failed as poison runs)."""
+
+    run: Run | None
+    due: float | None
+    lapsed: list[str]
+    poisoned: list[Run]
+
+
+def claim_next(tx: Tx, worker: str, lease_seconds: float, *, rules: ClaimRules | None = None,
+               max_takeovers: int | None = None, at: float | None = None) -> Claimed:
+    """Put back the runs whose lease lapsed, then claim, in one transaction: a dead
+    worker's run is taken by the next claim or poll of any idle worker (within the lease
+    plus one poll interval, not the renewers' lease / 3 later), and its attempt (the
+    fencing epoch) moves on in the same transaction. A live lease is never taken."""
+    at = now() if at is None else at
+    lapsed, poisoned = recover_lapsed(tx, at, max_takeovers=max_takeovers)
+    run = claim(tx, worker, lease_seconds, at=at, rules=rules)
+    return Claimed(run, None if run is not None else next_due(tx, at), lapsed, poisoned)
+
+
 def thread_version(tx: Tx, thread_id: str, graph_id: str) -> str | None:
     """The graph version the thread's runs of `graph_id` are pinned to (None: not yet)."""
     row = tx.one("SELECT graph_version FROM waypoint_runs WHERE thread_id = ? AND "
@@ -366,11 +390,16 @@ def recover_lapsed(tx: Tx, at: float, *, everything: bool = False,
     """Runs whose worker stopped renewing (or, at a single-process start, every running
     run) go back to pending: (requeued ids, runs failed as poison). A run taken back more
     than `max_takeovers` times is likely what kills its workers: it fails instead."""
+    # Locked, skipping rows another transaction holds: two workers looking at once never
+    # both take the same run (the second would requeue the first one's fresh claim), and a
+    # stale worker's commit in flight (holding the row) finishes before it is taken over.
+    lock = " FOR UPDATE SKIP LOCKED" if tx.dialect == "postgres" else ""
     if everything:
-        rows = tx.all("SELECT run_id, takeovers FROM waypoint_runs WHERE status = 'running'")
+        rows = tx.all("SELECT run_id, takeovers FROM waypoint_runs WHERE status = 'running'"
+                      + lock)
     else:
         rows = tx.all("SELECT run_id, takeovers FROM waypoint_runs WHERE status = 'running' "
-                      "AND lease_until < ?", [at])
+                      "AND lease_until < ?" + lock, [at])
     requeued: list[str] = []
     poisoned: list[Run] = []
     for run_id, takeovers in rows:
