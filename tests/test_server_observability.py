@@ -1,15 +1,22 @@
 """The server's observability: `GET /usage` from the durable ledger (tenant-scoped, kept
 across a restart, on SQLite and PostgreSQL), usage in a finished run's metadata, engine
-metrics on `/metrics`, and a client's `traceparent` continued by the worker's trace."""
+metrics on `/metrics`, a client's `traceparent` continued by the worker's trace (with the
+tenant and user on its spans), and JSON logs that name the trace and keep secrets out."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
+from pathlib import Path
+from typing import Any, TypedDict
 
 import pytest
 from otlp_receiver import OtlpReceiver
 from prometheus_client.parser import text_string_to_metric_families
 from server_harness import ServerProcess, postgres_schema, wait_until
+
+from waypoint import END, START, StateGraph
 
 KEY_A, KEY_B, KEY_ADMIN = "usage-key-a-0001", "usage-key-b-0002", "usage-key-admin-0003"
 KEYS = {"api_keys": [{"key": KEY_A, "tenant": "a"}, {"key": KEY_B, "tenant": "b"},
@@ -94,12 +101,12 @@ def test_a_client_traceparent_parents_the_run_the_worker_executes(tmp_path):
     with OtlpReceiver() as receiver:
         env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
                "OTEL_SERVICE_NAME": "waypoint-test-server", "OTEL_BSP_SCHEDULE_DELAY": "50"}
-        server = ServerProcess(tmp_path, env=env).start()
+        server = ServerProcess(tmp_path, env=env, settings=KEYS).start()
         try:
-            http = server.http()
+            http = server.http(KEY_A)
             response = http.post("/runs/wait", headers={
                 "traceparent": f"00-{trace_id}-{parent_id}-01"}, json={
-                "assistant_id": "agent",
+                "assistant_id": "agent", "metadata": {"user_id": "alice"},
                 "input": {"messages": [{"role": "user", "content": "weather?"}]}})
             assert response.status_code == 200, response.text
             runs = receiver.wait_for(lambda: [s for s in receiver.named("invoke_agent")
@@ -114,8 +121,88 @@ def test_a_client_traceparent_parents_the_run_the_worker_executes(tmp_path):
             tools = receiver.wait_for(lambda: [s for s in receiver.named("execute_tool")
                                                if s.trace_id == trace_id])
             assert tools[0].attributes["gen_ai.tool.name"] == "lookup"
+            assert tools[0].attributes["waypoint.cost_usd"] == pytest.approx(0.25)
+            # Who the run is for, from the API key's tenant and the run's metadata.
+            for span in (root, *chats, tools[0]):
+                assert span.attributes["waypoint.tenant"] == "a", span.name
+                assert span.attributes["waypoint.user_id"] == "alice", span.name
         finally:
             server.stop()
+
+
+# -- JSON logs: trace ids on each line, secrets never ----------------------------------------
+
+SECRET_KEY = "sk-proj-Q7w8E9r0T1y2U3i4O5p6A7s8"
+SECRET_URL = "postgresql://app:hunter2-s3cret@db.internal:5432/prod"
+log = logging.getLogger("observability_graphs")
+
+
+class Leaky(TypedDict, total=False):
+    items: list
+
+
+def _leak(state: Leaky) -> dict[str, Any]:
+    """Fails the way a provider client does: the key and the DSN in the error message."""
+    try:
+        raise RuntimeError(f"provider refused api_key={SECRET_KEY} (dsn {SECRET_URL})")
+    except RuntimeError:
+        log.exception("provider call failed")
+        raise
+
+
+_leaky = StateGraph(Leaky)
+_leaky.add_node("leak", _leak)
+_leaky.add_edge(START, "leak")
+_leaky.add_edge("leak", END)
+leaky = _leaky.compile()
+
+
+class _Server(ServerProcess):
+    """The harness's server, also serving this module's graphs."""
+
+    def config_path(self) -> Path:
+        path = super().config_path()
+        config = json.loads(path.read_text())
+        config["graphs"]["leaky"] = f"{Path(__file__).resolve()}:leaky"
+        path.write_text(json.dumps(config))
+        return path
+
+
+def test_json_logs_carry_the_trace_and_never_a_secret(tmp_path):
+    with OtlpReceiver() as receiver:
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "50"}
+        server = _Server(tmp_path, env=env, args=["--log-format", "json", "--log-level",
+                                                  "info"]).start()
+        try:
+            http = server.http()
+            run = http.post("/runs", json={"assistant_id": "leaky", "on_completion": "keep",
+                                           "input": {}}).json()
+            path = f"/threads/{run['thread_id']}/runs/{run['run_id']}"
+            wait_until(lambda: http.get(path).json()["status"] == "error")
+            node = receiver.wait_for(lambda: receiver.named("node leak"))[0]
+
+            def lines() -> list[dict[str, Any]]:
+                return [json.loads(raw) for raw in server.log if raw.startswith("{")]
+
+            failed = wait_until(lambda: next((line for line in lines()
+                                              if "provider call failed" in line["message"]),
+                                             None))
+            # The node's line names the trace and the span of the node attempt it came from.
+            assert (failed["trace_id"], failed["span_id"]) == (node.trace_id, node.span_id)
+            assert failed["run_id"] == run["run_id"] and failed["node"] == "leak"
+            assert ("RuntimeError: provider refused api_key=[redacted] (dsn postgresql://"
+                    "app:[redacted]@db.internal:5432/prod)") in failed["error"]
+            wait_until(lambda: any(run["run_id"] in line["message"] and "failed" in
+                                   line["message"] for line in lines()))
+        finally:
+            server.stop()
+        everything = server.output()
+        assert "provider refused" in everything  # the lines are there, the secrets are not
+        assert SECRET_KEY not in everything and "hunter2" not in everything
+        assert "app:[redacted]@db.internal" in everything
+        spans = json.dumps([(s.name, s.attributes, s.events) for s in receiver.spans])
+        assert "node leak" in spans
+        assert SECRET_KEY not in spans and "hunter2" not in spans
 
 
 def test_runs_without_usage_have_no_usage_metadata(tmp_path):
@@ -129,3 +216,27 @@ def test_runs_without_usage_have_no_usage_metadata(tmp_path):
         assert "usage" not in run["metadata"]
     finally:
         server.stop()
+
+
+def test_the_log_formatters_add_the_recording_span_and_redact():
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    from waypoint.observe.logs import JsonFormatter, TextFormatter
+
+    def line(message: str) -> dict[str, Any]:
+        record = logging.LogRecord("t", logging.WARNING, __file__, 1, message, None, None)
+        return json.loads(JsonFormatter().format(record))
+
+    assert "trace_id" not in line("outside any span")
+    with TracerProvider().get_tracer("t").start_as_current_span("work") as span:
+        ctx = span.get_span_context()
+        inside = line(f"calling with {SECRET_KEY} on {SECRET_URL}")
+    assert inside["trace_id"] == f"{ctx.trace_id:032x}" and len(inside["trace_id"]) == 32
+    assert inside["span_id"] == f"{ctx.span_id:016x}" and len(inside["span_id"]) == 16
+    assert inside["message"] == ("calling with [redacted] on "
+                                 "postgresql://app:[redacted]@db.internal:5432/prod")
+    with TracerProvider(sampler=ALWAYS_OFF).get_tracer("t").start_as_current_span("dropped"):
+        assert "trace_id" not in line("a span that is not recording")
+    record = logging.LogRecord("t", logging.ERROR, __file__, 1, "token=%s", ("abc123",), None)
+    assert TextFormatter().format(record) == "ERROR t: token=[redacted]"

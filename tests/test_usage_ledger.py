@@ -576,8 +576,26 @@ def test_a_tools_cost_estimate_counts_toward_the_cost_budget() -> None:
 
 
 def test_a_graph_without_a_checkpointer_records_nothing_and_still_runs() -> None:
-    graph = _agent(None, [_call("Oslo", "c1"), Reply("done")])
+    from waypoint.engine.context import current_runtime
+
+    held: list[list[Any]] = []
+
+    @tool(cost_estimate=0.01)
+    def lookup(city: str) -> str:
+        """Look up the weather of a city; notes what the run holds for its ledger."""
+        held.append(list(current_runtime().loop.usage))  # after the first model call
+        return f"sunny in {city}"
+
+    graph = _agent(None, [_call("Oslo", "c1"), Reply("done")], tools=[lookup])
     assert graph.invoke({"messages": [("user", "?")]})["messages"][-1].content == "done"
+    # Nothing is kept for a ledger that does not exist: with no commit to write them, the
+    # first model call's row would still be held here when the tool runs.
+    assert held == [[]]
+    # The same calls with a checkpointer are in its ledger.
+    saver = MemorySaver()
+    graph = _agent(saver, [_call("Oslo", "c1"), Reply("done")], tools=[lookup])
+    graph.invoke({"messages": [("user", "?")]}, {"configurable": {"thread_id": "kept"}})
+    assert [r.kind for r in reversed(saver.usage_records())] == ["model", "tool", "model"]
 
 
 def test_usage_of_a_run_on_memory_matches_its_messages() -> None:

@@ -13,6 +13,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from .redact import REDACTED as _REDACTED
+from .redact import redact
+
 MAX_CONTENT = 16_000  # characters of one captured attribute (messages, arguments, result)
 MAX_TEXT = 4_000  # characters of one text part, before the whole is fitted to MAX_CONTENT
 
@@ -26,13 +29,6 @@ _SECRET_WORDS = frozenset({"password", "passwd", "pwd", "secret", "token", "apik
                            "bearer", "signature"})
 _SECRET_JOINED = ("apikey", "privatekey", "accesskey", "secretkey", "clientsecret",
                   "accesstoken", "refreshtoken", "sessionid")
-_SECRET_VALUE = re.compile(
-    r"(?:\bsk-(?:ant-|proj-)?[A-Za-z0-9_-]{16,}|\bgh[pousr]_[A-Za-z0-9]{20,}"
-    r"|\bxox[abprs]-[A-Za-z0-9-]{10,}|\bAKIA[0-9A-Z]{16}\b|\bAIza[0-9A-Za-z_-]{35}"
-    r"|\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"
-    r"|\b[Bb]earer\s+[A-Za-z0-9._~+/=-]{8,})")
-_REDACTED = "[redacted]"
 
 
 def _secret_key(key: Any) -> bool:
@@ -43,7 +39,7 @@ def _secret_key(key: Any) -> bool:
 
 
 def _redact_text(text: str, limit: int = MAX_TEXT) -> str:
-    return cut(_SECRET_VALUE.sub(_REDACTED, text), limit)
+    return cut(redact(text), limit)
 
 
 def plain(value: Any, limit: int, depth: int = 0) -> Any:

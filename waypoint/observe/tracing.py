@@ -19,8 +19,9 @@ resuming the thread links to it.
 
 Prompts, completions, tool arguments and results are recorded only when asked for
 (`OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true` or `capture_content=True`),
-truncated and with values that look like secrets redacted. State values, headers and
-model objects are never read. OpenTelemetry is imported only when tracing is used, so
+truncated and with values that look like secrets redacted; so are exception messages and
+stack traces recorded on failed spans. State values, headers and model objects are never
+read. OpenTelemetry is imported only when tracing is used, so
 this module imports without the `waypoint[otel]` extra.
 """
 
@@ -31,6 +32,7 @@ import os
 import re
 import sys
 import threading
+import traceback
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -39,6 +41,7 @@ from urllib.parse import urlsplit
 from ..engine import observers
 from ..engine.observers import Observer, Scope
 from .genai_content import cut, fit_messages, json_content
+from .redact import redact
 
 CAPTURE_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 _CAPTURE_ON = frozenset({"true", "1", "yes", "on", "span_only", "span_and_event"})
@@ -204,12 +207,14 @@ class TracingObserver(Observer):
 
     def _fail(self, span: Any, error: BaseException | None, description: str | None = None,
               error_type: str | None = None) -> None:
-        if error is not None:
-            span.record_exception(error)
+        if error is not None:  # an error's text may hold a key or a URL's password
+            span.record_exception(error, attributes={
+                "exception.message": redact(str(error)),
+                "exception.stacktrace": redact("".join(traceback.format_exception(error)))})
             error_type = error_type or type(error).__qualname__
             description = description or f"{type(error).__name__}: {error}"
         span.set_attribute("error.type", error_type or "_OTHER")
-        span.set_status(self._status(self._error, cut(description or "", _MAX_SHORT)))
+        span.set_status(self._status(self._error, cut(redact(description or ""), _MAX_SHORT)))
 
     def _finish(self, scope: Scope, span: Any) -> None:
         kind, attrs = scope.kind, scope.attrs

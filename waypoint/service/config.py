@@ -2,7 +2,8 @@
 
 The file keeps LangGraph's keys (`graphs`, `env`, `dependencies`, `http.cors`,
 `checkpointer.ttl`, `store.ttl`, `store.index`) so a project made for `langgraph dev`
-starts as it is, and adds waypoint's own under `"waypoint"` (auth, database, workers, limits).
+starts as it is, and adds waypoint's own under `"waypoint"` (auth, database, workers, limits,
+price overrides).
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ class Settings(BaseModel):
     max_takeovers: int = Field(default=5, ge=1)
     event_retention_hours: float = Field(default=24.0, gt=0)
     webhook_attempts: int = Field(default=5, ge=1, le=20)
+    # Model prices over the genai-prices catalogue: {"model": {"input_per_mtok",
+    # "output_per_mtok"}} inline, or the path of a JSON/YAML file (relative to the config).
+    prices: dict[str, Any] | str | None = None
 
     @field_validator("graphs")
     @classmethod
@@ -163,11 +167,33 @@ def load_settings(config_path: str | Path | None = None, **flags: Any) -> Settin
     if not fields.get("postgres") and os.environ.get("WAYPOINT_POSTGRES_URL"):
         fields["postgres"] = os.environ["WAYPOINT_POSTGRES_URL"]
     try:
-        return Settings(**fields)
+        settings = Settings(**fields)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
                              for e in exc.errors())
         raise ConfigError(f"invalid settings: {problems}") from None
+    install_prices(settings)
+    return settings
+
+
+def install_prices(settings: Settings) -> None:
+    """Make `prices` (and a `WAYPOINT_PRICES` file) this process's price overrides, checked
+    now: a wrong price fails the start, not a run after its model call."""
+    from ..models.price_catalog import (
+        PRICES_ENV,
+        PriceFileError,
+        load_price_file,
+        use_prices,
+    )
+
+    where = PRICES_ENV
+    try:
+        if os.environ.get(PRICES_ENV, "").strip():
+            load_price_file(os.environ[PRICES_ENV].strip())
+        where = "waypoint.prices"
+        use_prices(settings.prices, settings.base_dir)
+    except PriceFileError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def store_index_config(settings: Settings) -> dict[str, Any] | None:
