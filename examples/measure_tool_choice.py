@@ -15,6 +15,7 @@ tool-calling path:
 
     python examples/measure_tool_choice.py                      # both paths, the 1.5B model
     python examples/measure_tool_choice.py --paths native --model local-small
+    python examples/measure_tool_choice.py --model scripted    # no model: a smoke test
 
 Takes about 2-5 s per call on 2 CPU cores, plus the model load; the scores are written to
 stdout as a Markdown table.
@@ -36,6 +37,9 @@ import agent_template as agt
 
 from waypoint.checkpoint import MemorySaver
 from waypoint.messages import AIMessage, HumanMessage, ToolMessage
+from waypoint.models import ChatModel, ModelRequest
+from waypoint.models.base import ModelDelta
+from waypoint.models.schema_tools import stream_decision
 
 REFUND = "Hi, order A-1001 arrived with a cracked case. I'd like a refund for it please."
 DELIVERED = json.dumps({"order_id": "A-1001", **agt.ORDERS["A-1001"]})
@@ -130,10 +134,49 @@ def first_move(app: Any, case: Case) -> Outcome:
     return Outcome(case, calls[0]["name"], dict(calls[0]["args"]), seconds)
 
 
+class ScriptedDecisions(ChatModel):
+    """`--model scripted` on the schema path: the agent template's scripted stand-in,
+    answering through the same schema-constrained decision (JSON text, parsed and checked
+    by `stream_decision`) that the local model fills."""
+
+    model = "scripted-decisions"
+
+    def __init__(self) -> None:
+        super().__init__(max_tokens=agt.MAX_TOKENS)
+
+    def _stream_raw(self, request: ModelRequest) -> Any:
+        answer = agt.scripted_agent(request)
+        if isinstance(answer, str):
+            decision: dict[str, Any] = {"tool": "none", "answer": answer}
+        else:
+            call = answer["tool_calls"][0]
+            decision = {"tool": call["name"], "args": call["args"]}
+
+        def raw(plain: ModelRequest) -> Any:
+            text = json.dumps(decision)
+            for start in range(0, len(text), 7):  # streamed in pieces, as a model does
+                yield ModelDelta(text[start:start + 7])
+            yield ModelDelta(finish_reason="stop")
+
+        if not request.tools:
+            yield from raw(request)
+            return
+        yield from stream_decision(request, raw)
+
+
+def make_model(kind: str, path: str) -> ChatModel:
+    """The model to measure; "scripted" needs no weights (native: calls as they are)."""
+    if kind == "scripted":
+        return ScriptedDecisions() if path == "schema" else agt.make_model("scripted")
+    return agt.make_model(kind, tool_calling=path)
+
+
 def measure(kind: str, path: str) -> list[Outcome]:
-    model = agt.make_model(kind, tool_calling=path)
+    model = make_model(kind, path)
     started = time.perf_counter()
-    model.start()  # type: ignore[attr-defined]  # load it now: not part of a call's time
+    start = getattr(model, "start", None)
+    if start is not None:
+        start()  # load it now: not part of a call's time
     print(f"[{path}] model {model.model} ready in {time.perf_counter() - started:.1f} s",
           flush=True)
     app = agt.build_agent(model, MemorySaver(), budget=None)
@@ -164,7 +207,8 @@ def table(results: dict[str, list[Outcome]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", choices=("local", "local-small"), default="local")
+    parser.add_argument("--model", choices=("local", "local-small", "scripted"),
+                        default="local")
     parser.add_argument("--paths", nargs="+", choices=("schema", "native"),
                         default=["schema", "native"])
     args = parser.parse_args(argv)

@@ -215,3 +215,129 @@ def test_auto_follows_whether_the_code_imports_langchain():
 def test_unknown_message_classes_setting_is_refused():
     with pytest.raises(ValueError, match="message classes must be one of"):
         set_message_classes("pydantic")
+
+
+# -- budgets and the usage ledger ------------------------------------------------------------
+
+
+class UsageFake(BaseChatModel):
+    """A LangChain chat model that reports usage, as providers do: on its message
+    (`usage_metadata`) or, with `in_llm_output`, only in `llm_output["token_usage"]`."""
+
+    replies: list[Any]
+    usage: tuple[int, int] = (30, 10)
+    in_llm_output: bool = False
+    max_tokens: int = 20
+    calls: int = 0
+    cycle: bool = False
+
+    @property
+    def _llm_type(self) -> str:
+        return "usage-fake"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": "usage-fake", "max_tokens": self.max_tokens}
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        reply = self.replies[self.calls % len(self.replies)] if self.cycle else \
+            self.replies[self.calls]
+        self.calls += 1
+        inputs, outputs = self.usage
+        if self.in_llm_output:
+            return ChatResult(generations=[ChatGeneration(message=reply.model_copy())],
+                              llm_output={"token_usage": {"prompt_tokens": inputs,
+                                                          "completion_tokens": outputs},
+                                          "model_name": "usage-fake"})
+        message = reply.model_copy(update={"usage_metadata": {
+            "input_tokens": inputs, "output_tokens": outputs,
+            "total_tokens": inputs + outputs}})
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def bind_tools(self, tools, **kwargs):
+        return self
+
+
+@pytest.mark.parametrize("where", ["usage_metadata", "llm_output"])
+def test_langchain_calls_are_in_the_durable_usage_ledger(where):
+    model = UsageFake(replies=[lc_messages.AIMessage("one"), lc_messages.AIMessage("two")],
+                      usage=(12, 5), in_llm_output=where == "llm_output")
+    saver = MemorySaver()
+    graph = chat_graph(model, saver)
+    config = {"configurable": {"thread_id": f"ledger-{where}"}}
+    graph.invoke({"messages": [("user", "hi")]}, config)
+    graph.invoke({"messages": [("user", "again")]}, config)
+    records = saver.usage_records(thread_id=f"ledger-{where}")
+    assert len(records) == 2
+    assert {(r.model, r.node, r.outcome) for r in records} == {("usage-fake", "chat", "ok")}
+    assert all((r.usage.input_tokens, r.usage.output_tokens) == (12, 5) for r in records)
+    assert all(r.cost_usd is None for r in records)  # no price known: unknown, not 0
+    spent = graph.get_state(config).metadata.get("budget")
+    assert spent is None  # no budget: nothing is reserved
+
+
+def test_a_langchain_call_that_fails_is_recorded_as_failed():
+    class Broken(UsageFake):
+        def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+            raise RuntimeError("provider down")
+
+    saver = MemorySaver()
+    graph = chat_graph(Broken(replies=[]), saver)
+    with pytest.raises(RuntimeError, match="provider down"):
+        graph.invoke({"messages": [("user", "hi")]}, {"configurable": {"thread_id": "f"}})
+    records = saver.usage_records(thread_id="f")
+    assert [(r.model, r.outcome) for r in records] == [("usage-fake", "error")]
+
+
+def _looping_agent(model: Any, budget: Any) -> Any:
+    return create_react_agent(model, [multiply], budget=budget, checkpointer=MemorySaver())
+
+
+def test_a_token_budget_stops_a_langchain_model_as_it_stops_waypoints():
+    """The same agent loop, a LangChain model and a waypoint model reporting the same usage
+    (40 tokens a call, 20 at most out): a budget of 100 tokens lets both make the same
+    number of calls, then the run fails with BudgetExceeded."""
+    from waypoint import Budget, BudgetExceeded
+    from waypoint.models import Reply, ScriptedModel, Usage
+
+    call = {"name": "multiply", "args": {"a": 2, "b": 3}, "id": "c1"}
+    lc_model = UsageFake(replies=[lc_messages.AIMessage("", tool_calls=[call])],
+                         usage=(30, 10), cycle=True)
+    with pytest.raises(BudgetExceeded, match="max_tokens=100"):
+        _looping_agent(lc_model, Budget(max_tokens=100, on_exceed="fail")).invoke(
+            {"messages": [("user", "loop")]}, {"configurable": {"thread_id": "lc"}})
+    own = ScriptedModel([Reply("", tool_calls=[call], usage=Usage(30, 10))], cycle=True,
+                        max_tokens=20)
+    with pytest.raises(BudgetExceeded, match="max_tokens=100"):
+        _looping_agent(own, Budget(max_tokens=100, on_exceed="fail")).invoke(
+            {"messages": [("user", "loop")]}, {"configurable": {"thread_id": "own"}})
+    assert lc_model.calls == len(own.requests) >= 2
+
+
+def test_a_budget_pauses_a_langchain_model_for_a_person():
+    from waypoint import Budget, Command
+
+    call = {"name": "multiply", "args": {"a": 2, "b": 3}, "id": "c1"}
+    model = UsageFake(replies=[lc_messages.AIMessage("", tool_calls=[call]),
+                               lc_messages.AIMessage("6")], usage=(30, 10))
+    agent = _looping_agent(model, Budget(max_model_calls=1))
+    config = {"configurable": {"thread_id": "pause"}}
+    out = agent.invoke({"messages": [("user", "2*3?")]}, config)
+    question = out["__interrupt__"][0].value
+    assert question["kind"] == "budget" and question["limit"] == "max_model_calls"
+    assert model.calls == 1
+    out = agent.invoke(Command(resume={"action": "raise", "budget": {"max_model_calls": 2}}),
+                       config)
+    assert out["messages"][-1].content == "6" and model.calls == 2
+    spent = agent.get_state(config).metadata["budget"]["run"]
+    assert spent["model_calls"] == 2 and spent["tokens"] == 80
+
+
+def test_a_cost_budget_refuses_an_unpriced_langchain_model_by_name():
+    from waypoint import Budget, PermanentError
+
+    model = UsageFake(replies=[lc_messages.AIMessage("x")])
+    graph = chat_graph(model)
+    with pytest.raises(PermanentError, match="'usage-fake' has no known price"):
+        graph.invoke({"messages": [("user", "hi")]}, budget=Budget(max_cost_usd=1))
+    assert model.calls == 0

@@ -285,32 +285,31 @@ def test_local_model_tokens_stream_from_a_graph_node(local_model):
 
 
 @pytest.mark.parametrize("tool_calling", ["schema", "native"])
-def test_the_react_agent_script_runs_on_the_local_model(llama, model_cache, tool_calling):
-    """The LangGraph quickstart script (examples/react_agent.py) on the embedded model, and
-    on the same model as an OpenAI-compatible endpoint: a run that completes, with the
-    tool loop's messages answered in order. (Accuracy lives in examples/README.md.)"""
+def test_the_react_agent_script_runs_on_the_local_model(llama, model_cache, monkeypatch,
+                                                        capsys, tool_calling):
+    """The LangGraph quickstart script (examples/react_agent.py), its own `run()`, on the
+    embedded 0.5B model with each tool-calling path (`LocalModel(tool_calling="native")`:
+    llama.cpp's template parsing): the weather tool really runs on the first turn, every
+    call the model made is answered, and the follow-up continues the same thread from the
+    checkpointer. (Accuracy over more questions lives in examples/README.md.)"""
     import importlib.util
 
-    from waypoint.models import LocalModel, OpenAICompatible
-    from waypoint.prebuilt import create_react_agent
-
+    monkeypatch.setenv("WAYPOINT_MODEL_CACHE", str(model_cache))  # the session's weights
     path = Path(__file__).resolve().parent.parent / "examples" / "react_agent.py"
     spec = importlib.util.spec_from_file_location("react_agent_example", path)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    if tool_calling == "schema":
-        model = LocalModel(SMALL_MODEL, cache_dir=model_cache, max_tokens=96)
-    else:
-        model = OpenAICompatible(llama.base_url, "local", api_key=llama.api_key,
-                                 max_tokens=96, temperature=0)
-    agent = create_react_agent(model, [example.get_weather, example.get_local_time],
-                               checkpointer=MemorySaver())
-    config = {"configurable": {"thread_id": f"quickstart-{tool_calling}"},
-              "recursion_limit": 8}
-    streamed = example.ask(agent, "What is the weather in Paris?", config)
-    assert streamed, "nothing streamed"
+    agent, config = example.run(["--model", "local-small", "--tool-calling", tool_calling,
+                                 "--max-steps", "8", "--max-tokens", "96"])
+    assert "user: What is the weather in Paris right now?" in capsys.readouterr().out
     messages = agent.get_state(config).values["messages"]
-    assert messages[0].type == "human" and messages[-1].type == "ai"
+    humans = [i for i, m in enumerate(messages) if m.type == "human"]
+    assert len(humans) == 2 and messages[-1].type == "ai"  # two turns, one thread
+    first_turn = messages[humans[0]:humans[1]]
+    ran = [m for m in first_turn if m.type == "tool"]
+    assert "get_weather" in [m.name for m in ran], [m.type for m in first_turn]
+    weather = next(m for m in ran if m.name == "get_weather")
+    assert weather.content == example.FORECASTS["paris"]  # called with the city asked about
     answered = {m.tool_call_id for m in messages if m.type == "tool"}
     asked = {c["id"] for m in messages if m.type == "ai" for c in m.tool_calls}
     assert asked == answered  # every call the model made was answered

@@ -455,3 +455,110 @@ def test_parallel_tool_calls_keep_their_effects_apart_across_a_rerun():
     assert sorted(ran) == ["ann", "bob"]  # each charged once
     answers = [m.content for m in out["messages"] if m.type == "tool"]
     assert answers == ["receipt-ann", "receipt-bob"]
+
+
+# -- bind_tools: parallel calls on the schema path, and on a Gateway ------------------------
+
+
+def test_parallel_tool_calls_on_the_schema_path(monkeypatch):
+    """`parallel_tool_calls=True` offers `{"calls": [...]}`; such a decision becomes several
+    tool calls of one answer, which the agent runs side by side."""
+    from waypoint.models import OpenAICompatible
+    from waypoint.models.base import ModelDelta
+
+    seen: list[ModelRequest] = []
+    answers = iter([json.dumps({"calls": [{"tool": "get_weather", "args": {"city": "Oslo"}},
+                                          {"tool": "add", "args": {"a": 1, "b": 2}}]}),
+                    '{"tool": "none", "answer": "Snowy, and 3."}'])
+
+    def fake_plain(self, request):
+        seen.append(request)
+        yield ModelDelta(next(answers))
+        yield ModelDelta(finish_reason="stop")
+
+    monkeypatch.setattr(OpenAICompatible, "_stream_plain", fake_plain)
+    model = OpenAICompatible("http://127.0.0.1:9", "m", tool_calling="schema")
+    out = create_react_agent(model.bind_tools([get_weather, add], parallel_tool_calls=True),
+                             [get_weather, add]).invoke({"messages": [("user", "both?")]})
+    ai = out["messages"][1]
+    assert [(c["name"], c["args"]) for c in ai.tool_calls] == [
+        ("get_weather", {"city": "Oslo"}), ("add", {"a": 1, "b": 2})]
+    assert len({c["id"] for c in ai.tool_calls}) == 2
+    assert [m.content for m in out["messages"] if m.type == "tool"] == ["sunny in Oslo", "3"]
+    assert out["messages"][-1].content == "Snowy, and 3."
+    options = seen[0].response_format["json_schema"]["schema"]["anyOf"]
+    assert any("calls" in o["properties"] for o in options)
+    # without it, the decision offers one call at a time
+    single = OpenAICompatible("http://127.0.0.1:9", "m", tool_calling="schema").bind_tools(
+        [get_weather, add])
+    answers = iter(['{"tool": "add", "args": {"a": 1, "b": 1}}'])
+    single.invoke("1+1")
+    assert not any("calls" in o["properties"]
+                   for o in seen[-1].response_format["json_schema"]["schema"]["anyOf"])
+
+
+def test_bind_tools_on_a_gateway_reaches_every_model_of_the_chain():
+    from waypoint.models import ModelUnavailable
+    from waypoint.models.gateway import Gateway
+
+    down = ScriptedModel([ModelUnavailable("down", model="primary")], model="primary")
+    backup = ScriptedModel([calls(("add", {"a": 1, "b": 2})), "3"], model="backup")
+    gateway = Gateway([down, backup], retries=0, sleep=lambda s: None)
+    bound = gateway.bind_tools([add], tool_choice="any")
+    assert isinstance(bound, Gateway) and gateway.defaults.get("tools") is None
+    answer = bound.invoke("1+2?")
+    assert answer.tool_calls[0]["name"] == "add"
+    for model in (down, backup):
+        assert [t["function"]["name"] for t in model.requests[0].tools] == ["add"]
+        assert model.requests[0].tool_choice == "required"
+    out = create_react_agent(Gateway([backup], retries=0), [add]).invoke(
+        {"messages": [("user", "1+2?")]})
+    assert out["messages"][-1].content == "3"
+    assert backup.requests[-1].tools[0]["function"]["name"] == "add"
+    assert bound.ledger.total().calls == 1
+
+
+def test_measure_tool_choice_runs_on_the_scripted_model(capsys, monkeypatch):
+    """examples/measure_tool_choice.py end to end without a model (so it cannot rot): its
+    cases through the agent template's graph, on the schema path (a scripted decision,
+    parsed as the local model's is) and the native one, then the table."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    monkeypatch.syspath_prepend(str(examples))
+    spec = importlib.util.spec_from_file_location("measure_tool_choice_example",
+                                                  examples / "measure_tool_choice.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "measure_tool_choice_example", module)
+    spec.loader.exec_module(module)
+    decided: list[ModelRequest] = []
+    real = module.stream_decision
+    monkeypatch.setattr(module, "stream_decision",
+                        lambda request, raw: decided.append(request) or real(request, raw))
+    assert module.main(["--model", "scripted"]) == 0
+    table = capsys.readouterr().out.split("| path |")[1].splitlines()
+    cases = len(module.CASES)
+    assert table[2].startswith(f"| `schema` | {cases}/{cases} | 4/4 | {cases}/{cases} |")
+    assert table[3].startswith(f"| `native` | {cases}/{cases} | 4/4 | {cases}/{cases} |")
+    assert len(decided) == cases  # the schema path went through the decision each time
+
+
+def test_the_react_agent_example_runs_on_the_scripted_model(capsys):
+    """examples/react_agent.py with `--model scripted`: both turns on one thread, the tools
+    really run (the local-model runs are in test_local_model.py)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "react_agent.py"
+    spec = importlib.util.spec_from_file_location("react_agent_scripted", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    agent, config = example.run(["--model", "scripted"])
+    messages = agent.get_state(config).values["messages"]
+    assert [(m.name, m.content) for m in messages if m.type == "tool"] == [
+        ("get_weather", "sunny, 21 °C"), ("get_local_time", "14:05")]
+    assert [m.type for m in messages].count("human") == 2
+    assert "weather: sunny, 21 °C." in capsys.readouterr().out  # streamed
+    assert example.main(["--model", "scripted"]) == 0

@@ -23,19 +23,37 @@ def _is_langchain_model(model: Any) -> bool:
 
 
 def resolve_model(model: Any) -> Any:
-    """A model object for `model`; "local" / "local:<name>" is the embedded model."""
+    """A model object for `model`. "local" / "local:<name>" is the embedded model; another
+    string is a LangChain model id ("openai:gpt-4o-mini", as LangGraph takes it), resolved
+    by LangChain's `init_chat_model` when the `langchain` package is installed."""
     if isinstance(model, str):
         if model == "local" or model.startswith("local:"):
             from ..models import LocalModel
 
             name = model.partition(":")[2]
             return LocalModel(name) if name else LocalModel()
+        if ":" in model:
+            return _init_chat_model(model)
         raise ValueError(
-            f"model {model!r}: waypoint resolves only 'local' or 'local:<name>' by name; pass "
-            f"a model object (waypoint.models.OpenAICompatible(base_url, model) for others)")
+            f"model {model!r}: name a provider as LangGraph does ('openai:gpt-4o-mini', "
+            f"resolved by langchain's init_chat_model), or use 'local' / 'local:<name>' for "
+            f"the embedded model, or pass a model object "
+            f"(waypoint.models.OpenAICompatible(base_url, model) for any OpenAI endpoint)")
     if not (hasattr(model, "invoke") or hasattr(model, "generate")):
         raise TypeError(f"model must be a chat model, got {type(model).__name__}")
     return model
+
+
+def _init_chat_model(model: str) -> Any:
+    try:
+        from langchain.chat_models import init_chat_model
+    except ImportError:
+        raise ValueError(
+            f"model {model!r}: a 'provider:model' id is resolved by LangChain's "
+            f"init_chat_model, which needs `pip install langchain langchain-<provider>` "
+            f"(waypoint does not depend on LangChain); or pass a model object, e.g. "
+            f"waypoint.models.OpenAICompatible(base_url, model), or use 'local'") from None
+    return init_chat_model(model)
 
 
 def _already_bound(model: Any) -> bool:
@@ -61,6 +79,17 @@ def _for_model(model: Any, messages: list[Any]) -> list[Any]:
     if _is_langchain_model(model):
         return [to_langchain(m) for m in coerce_messages(messages)]
     return messages
+
+
+def state_for_runnable(runnable: Any, state: Any) -> Any:
+    """The state a LangChain Runnable (a prompt template) is given: its messages as
+    LangChain's classes, whichever classes the state holds."""
+    if not _is_langchain_model(runnable) or not isinstance(state, dict):
+        return state
+    messages = state.get("messages")
+    if not isinstance(messages, list):
+        return state
+    return {**state, "messages": _for_model(runnable, messages)}
 
 
 def call_model(model: Any, messages: list[Any]) -> Any:

@@ -4,7 +4,8 @@ The graph is LangGraph's: an "agent" node calls the model with the tools bound, 
 "tools" node (`ToolNode`) answers the tool calls, and the loop ends when the model
 answers without calling a tool (then, with `response_format`, a last call fills
 `structured_response`). `remaining_steps` stops the loop with an apology instead of a
-`GraphRecursionError` when the recursion limit is near. On top: a retry policy for the
+`GraphRecursionError` when the recursion limit is near. With `version="v2"` each tool call
+is its own `Send` to the tools node, as on LangGraph. On top: a retry policy for the
 model node, a budget, and approvals: a tool that declares an effect (`effect="write"` or
 `"dangerous"`) or `requires_approval` waits for `approve()` before it runs.
 """
@@ -12,6 +13,7 @@ model node, a budget, and approvals: a tool that declares an effect (`effect="wr
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Annotated, Any, TypedDict
 
 from ..constants import END, START
@@ -20,8 +22,11 @@ from ..graph.messages_state import add_messages
 from ..graph.schema import RemainingSteps
 from ..messages import SystemMessage, coerce_messages
 from ..tools import Tool, ToolNode
-from .agent_model import bind_model, call_model, call_structured
+from ..tools.node import _with_calls
+from ..types import Command, Send
+from .agent_model import bind_model, call_model, call_structured, state_for_runnable
 
+TOOL_CALL_WITH_CONTEXT = "tool_call_with_context"  # LangGraph's name for a v2 Send's payload
 NEED_MORE_STEPS = "Sorry, need more steps to process this request."
 APPROVAL_CHOICES = ("effects", "dangerous")
 
@@ -53,7 +58,7 @@ def _prompt_runner(prompt: Any) -> Callable[[Any], list[Any]]:
     if getattr(prompt, "type", None) == "system" and hasattr(prompt, "content"):
         return lambda state: [prompt, *(_read(state, "messages") or [])]
     if hasattr(prompt, "invoke"):  # a LangChain Runnable (prompt template, chain)
-        return lambda state: _as_messages(prompt.invoke(state))
+        return lambda state: _as_messages(prompt.invoke(state_for_runnable(prompt, state)))
     if callable(prompt):
         return lambda state: _as_messages(prompt(state))
     raise TypeError(f"prompt must be a string, a system message, a function of the state or "
@@ -118,6 +123,9 @@ def create_react_agent(
     `approve_tools`: "effects" (default: tools with effect write/dangerous or
     `requires_approval`), "dangerous", a list of tool names, True or False;
     `approval_options`: `assignee`, `deadline`, `on_timeout`, `escalate_to` for each one.
+    `version`: "v1" runs all calls of an answer in one tools task; "v2" (LangGraph's)
+    sends each call to the tools node as its own task (`Send`), each asking its own
+    approval.
     """
     if version not in ("v1", "v2"):
         raise ValueError(f"version must be 'v1' or 'v2', got {version!r}")
@@ -147,9 +155,12 @@ def create_react_agent(
             return {"messages": [_apology(response)]}
         return {"messages": [response]}
 
-    def route(state: Any) -> str:
+    def route(state: Any) -> Any:
         messages = _read(state, "messages") or []
         if messages and _has_tool_calls(messages[-1]):
+            if version == "v2":  # LangGraph's v2: each call its own task of the tools node
+                return [Send("tools", {"__type": TOOL_CALL_WITH_CONTEXT, "tool_call": call,
+                                       "state": state}) for call in messages[-1].tool_calls]
             return "tools"
         return "generate_structured_response" if response_format is not None else END
 
@@ -176,7 +187,7 @@ def create_react_agent(
         builder.add_edge("generate_structured_response", END)
         destinations.append("generate_structured_response")
     builder.add_conditional_edges(decider, route, destinations)
-    builder.add_node("tools", tool_node)
+    builder.add_node("tools", tool_node if version == "v1" else _one_call_node(tool_node))
     builder.add_edge("tools", entry)
     options: dict[str, Any] = {}
     if budget is not None:
@@ -196,3 +207,46 @@ def _apology(response: Any) -> Any:
     from ..messages import AIMessage
 
     return AIMessage(NEED_MORE_STEPS, id=getattr(response, "id", None))
+
+
+def _one_call_node(tool_node: ToolNode) -> Callable[[Any], Any]:
+    """The tools node of `version="v2"`: it receives one tool call (a `Send` with the state)
+    and answers it as the `ToolNode` answers a message holding only that call, approvals
+    and injected state included."""
+
+    def tools(input: Any) -> Any:
+        if not (isinstance(input, dict) and input.get("__type") == TOOL_CALL_WITH_CONTEXT):
+            return tool_node(input)  # the node run otherwise (e.g. update_state as_node)
+        call, state = input["tool_call"], input["state"]
+        messages = list(_read(state, "messages") or [])
+        asked = messages[-1]
+        view_messages = [*messages[:-1], _with_calls(asked, [call])]
+        if isinstance(state, dict):
+            view: Any = {**state, "messages": view_messages}
+        elif hasattr(state, "model_copy"):  # a pydantic state
+            view = state.model_copy(update={"messages": view_messages})
+        else:  # a dataclass state
+            view = replace(state, messages=view_messages)
+        return _whole_message(tool_node(view), asked, call)
+
+    tools.__name__ = tool_node.name
+    return tools
+
+
+def _whole_message(output: Any, asked: Any, call: dict[str, Any]) -> Any:
+    """An approval edit gives back the AI message holding only this call: put the edited
+    call back among all of them (the message replaces the original by its id)."""
+    def fix(message: Any) -> Any:
+        if getattr(message, "type", None) != "ai" or getattr(message, "id", None) != asked.id:
+            return message
+        edited = message.tool_calls[0]
+        return _with_calls(asked, [edited if c.get("id") == call.get("id") else c
+                                   for c in asked.tool_calls])
+
+    if isinstance(output, dict) and isinstance(output.get("messages"), list):
+        return {**output, "messages": [fix(m) for m in output["messages"]]}
+    if isinstance(output, list):
+        return [replace(c, update={**c.update, "messages": [fix(m) for m in c.update["messages"]]})
+                if isinstance(c, Command) and isinstance(c.update, dict)
+                and isinstance(c.update.get("messages"), list) else c for c in output]
+    return output
