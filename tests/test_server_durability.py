@@ -85,40 +85,6 @@ def test_readiness_reports_draining_until_the_step_in_flight_ends(tmp_path):
         server.kill()
 
 
-def test_ttl_sweep_keeps_threads_waiting_for_a_person(tmp_path):
-    settings = {"thread_ttl_minutes": 0.02, "sweep_interval_minutes": 0.005}
-    server = ServerProcess(tmp_path, settings=settings).start()
-    try:
-        http = server.http()
-
-        def thread_ran(assistant: str) -> str:
-            tid = http.post("/threads", json={}).json()["thread_id"]
-            http.post(f"/threads/{tid}/runs/wait", json={"assistant_id": assistant,
-                                                          "input": {"items": []}})
-            return tid
-
-        def gone(tid: str) -> bool:
-            return http.get(f"/threads/{tid}").status_code == 404
-
-        idle = thread_ran("three")
-        paused = thread_ran("hitl")  # at interrupt()
-        approving = thread_ran("approval")  # at a pending approval
-        breakpoint_tid = http.post("/threads", json={}).json()["thread_id"]
-        http.post(f"/threads/{breakpoint_tid}/runs/wait", json={
-            "assistant_id": "three", "input": {"items": []}, "interrupt_before": ["b"]})
-        wait_until(lambda: gone(idle))
-        later = thread_ran("three")  # a full TTL and sweep more, with the others waiting
-        wait_until(lambda: gone(later))
-        for tid in (paused, approving, breakpoint_tid):
-            assert http.get(f"/threads/{tid}").json()["status"] == "interrupted"
-        http.post(f"/threads/{paused}/runs/wait", json={"assistant_id": "hitl",
-                                                         "command": {"resume": "ok"}})
-        wait_until(lambda: gone(paused))  # finished: now it is idle, and swept
-        assert not gone(approving)
-    finally:
-        server.stop()
-
-
 def _stored_events(postgres: str | None, sqlite_file, run_id: str) -> int:
     """How many stream events of the run are in the database (not only in memory)."""
     query = "SELECT count(*) FROM waypoint_run_events WHERE run_id = "
