@@ -144,7 +144,24 @@ async def test_stream_mode_events(server):
     assert {"a", "b", "c"} <= started
     ends = {e["name"]: e["data"]["output"] for e in events if e["event"] == "on_chain_end"}
     assert ends["a"] == {"items": ["a"], "count": 1} and ends["c"] == {"items": ["c"]}
-    assert all(e["metadata"]["langgraph_node"] == e["name"] for e in events)
+    root, last = events[0], events[-1]
+    assert root["name"] == last["name"] and root["run_id"] == last["run_id"]
+    assert root["parent_ids"] == [] and root["data"]["input"] == {"items": []}
+    assert last["data"]["output"] == {"items": ["a", "b", "c"], "count": 1}
+    nodes = events[1:-1]
+    assert all(e["metadata"]["langgraph_node"] == e["name"] for e in nodes)
+    assert all(e["parent_ids"][0] == root["run_id"] for e in nodes)
+
+
+async def test_stream_mode_events_reports_a_failed_graph(server):
+    client = server.client()
+    parts = await _collect(client.runs.stream(None, "boom", input={"items": []},
+                                              stream_mode="events"))
+    events = [p.data for p in parts if p.event == "events"]
+    assert events[0]["event"] == "on_chain_start"
+    assert events[-1]["event"] == "on_chain_error"
+    assert events[-1]["data"]["error"]["error"]
+    assert parts[-1].event == "error"
 
 
 # -- cancelling ----------------------------------------------------------------------------

@@ -145,7 +145,14 @@ async def execute(service: Service, run: Run, live: LiveRun) -> Outcome:
             raise StoreOutage(error_json(exc)) from exc
         broker.publish(live, "error", dumps(error_json(exc)))
         return Outcome("error", None, error_json(exc))
-    shaper = EventShaper(prepared.requested)
+    shaper = EventShaper(prepared.requested, root_id=run.run_id)
+    root_name = getattr(prepared.graph, "name", None) or run.graph_id
+    root_meta = {"run_id": run.run_id, "thread_id": run.thread_id, "graph_id": run.graph_id,
+                 "assistant_id": run.assistant_id, "run_attempt": run.attempt}
+    if shaper.wants_events:
+        for name, data in shaper.graph_event("on_chain_start", root_name,
+                                             {"input": to_jsonable(prepared.input)}, root_meta):
+            broker.publish(live, name, data)
     last_values: Any = None
     subgraphs = bool(run.kwargs.get("stream_subgraphs"))
     try:
@@ -165,9 +172,16 @@ async def execute(service: Service, run: Run, live: LiveRun) -> Outcome:
         status = "timeout" if isinstance(exc, RunTimeoutError) else "error"
         if status == "error":
             log.info("run %s failed: %s: %s", run.run_id, type(exc).__name__, exc)
+        for name, data in shaper.graph_event("on_chain_error", root_name,
+                                             {"error": error_json(exc)}, root_meta):
+            broker.publish(live, name, data)
         broker.publish(live, "error", dumps(error_json(exc)))
         return Outcome(status, to_jsonable(last_values), error_json(exc))
-    return Outcome("success", to_jsonable(last_values))
+    output = to_jsonable(last_values)
+    for name, data in shaper.graph_event("on_chain_end", root_name, {"output": output},
+                                         root_meta):
+        broker.publish(live, name, data)
+    return Outcome("success", output)
 
 
 async def final_state(service: Service, run: Run, outcome: Outcome) -> dict[str, Any]:

@@ -32,13 +32,27 @@ def engine_modes(requested: list[str]) -> list[str]:
 
 
 class EventShaper:
-    """Turns engine parts into (event name, JSON bytes) for one run."""
+    """Turns engine parts into (event name, JSON bytes) for one run. `root_id` parents the
+    node events of `events` mode under the graph's own start/end events (`graph_event`)."""
 
-    def __init__(self, requested: list[str]) -> None:
+    def __init__(self, requested: list[str], root_id: str | None = None) -> None:
         self.requested = set(requested)
         self.tuple_messages = "messages-tuple" in self.requested
         self.old_messages = "messages" in self.requested
+        self.root_id = root_id
+        self.wants_events = "events" in self.requested
         self._partial: dict[str, Message] = {}
+
+    def graph_event(self, event: str, name: str, data: dict[str, Any],
+                    metadata: dict[str, Any]) -> Iterator[tuple[str, bytes]]:
+        """The run's own `on_chain_start` / `on_chain_end` / `on_chain_error` in `events`
+        mode, as `astream_events` opens and closes a run: the engine's stream reports its
+        nodes only, so the service adds the graph around them."""
+        if not self.wants_events:
+            return
+        yield "events", dumps({"event": event, "name": name, "run_id": self.root_id,
+                               "parent_ids": [], "tags": [], "metadata": metadata,
+                               "data": data})
 
     def shape(self, ns: tuple[str, ...], mode: str, chunk: Any) -> Iterator[tuple[str, bytes]]:
         suffix = "".join("|" + part for part in ns)
@@ -51,6 +65,8 @@ class EventShaper:
             return
         if mode == "debug" and isinstance(chunk, dict) and "timestamp" not in chunk:
             chunk = {**chunk, "timestamp": datetime.now(UTC).isoformat()}
+        elif mode == "events" and self.root_id and isinstance(chunk, dict):
+            chunk = {**chunk, "parent_ids": [self.root_id, *(chunk.get("parent_ids") or [])]}
         yield mode + suffix, dumps(chunk)
 
     def _messages(self, suffix: str, chunk: Any) -> Iterator[tuple[str, bytes]]:
