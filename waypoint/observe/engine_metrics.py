@@ -59,14 +59,24 @@ class EngineMetrics(Observer):
         self.runs = Counter("waypoint_graph_runs", "Graph runs (and subgraph runs) this "
                             "process executed, by how they ended.", ["graph", "status"],
                             registry=reg)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, kept: labels are bounded names (graphs, nodes), and
+        the library's lookup (a lock and validation per call) shows in a server's profile."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def scope_ended(self, scope: Scope, handle: Any) -> None:
         kind, attrs = scope.kind, scope.attrs
         if kind == "attempt":
             graph, node = _graph_of(scope), scope.name
             outcome = str(attrs.get("outcome") or "ok")
-            self.attempts.labels(graph, node, outcome).inc()
-            self.step_duration.labels(graph, node).observe(scope.elapsed)
+            self._child(self.attempts, graph, node, outcome).inc()
+            self._child(self.step_duration, graph, node).observe(scope.elapsed)
             if outcome == "retry":
                 self.retries.labels(graph, node).inc()
             if attrs.get("timeout"):
@@ -76,8 +86,8 @@ class EngineMetrics(Observer):
         elif kind == "tool":
             self.tool_calls.labels(scope.name, str(attrs.get("outcome") or "ok")).inc()
         elif kind == "run":
-            self.runs.labels(str(attrs.get("graph") or scope.name),
-                             str(attrs.get("status") or "success")).inc()
+            self._child(self.runs, str(attrs.get("graph") or scope.name),
+                        str(attrs.get("status") or "success")).inc()
 
     def _model(self, name: str, attrs: Mapping[str, Any], elapsed: float) -> None:
         model = str(attrs.get("response_model") or name)
