@@ -31,7 +31,7 @@ from crash_child import CHAIN_LENGTH, chain_expected, node_name
 from store_backends import PG_URL, Backend, open_store, require
 
 CHILD = str(Path(__file__).with_name("crash_child.py"))
-TRIALS = 20
+TRIALS = int(os.environ.get("WAYPOINT_CRASH_TRIALS", "12"))  # more: bench/chaos.py
 WORKERS = 4
 SEED = int(os.environ.get("WAYPOINT_CRASH_SEED", "20240917"))
 NODES = [node_name(i) for i in range(CHAIN_LENGTH)]
