@@ -375,11 +375,14 @@ def make_model(kind: str, base_url: str | None = None, model_name: str | None = 
 def eval_graph():
     """The graph for `waypoint eval` (examples/data/rag_router_eval.jsonl) on the model named
     by WAYPOINT_MODEL (local by default), over the index at WAYPOINT_RAG_DB (default
-    .waypoint/rag.db), compiled without a checkpointer (the eval brings its own)."""
+    .waypoint/rag.db) of the docs WAYPOINT_RAG_FILES names (comma-separated paths; default
+    all), compiled without a checkpointer (the eval brings its own)."""
     model = make_model(common.default_model_kind(), os.environ.get("WAYPOINT_MODEL_URL"),
                        os.environ.get("WAYPOINT_MODEL_NAME"))
+    files = [f.strip() for f in os.environ.get("WAYPOINT_RAG_FILES", "").split(",")
+             if f.strip()] or None
     return build_graph(model, corpus.open_index(os.environ.get("WAYPOINT_RAG_DB")
-                                                or corpus.DEFAULT_DB))
+                                                or corpus.DEFAULT_DB, files=files))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,6 +33,11 @@ def test_example_eval_passes_on_the_scripted_model(target: str, dataset: str, tm
                                                    monkeypatch, capsys) -> None:
     monkeypatch.chdir(REPO)
     monkeypatch.setenv("WAYPOINT_MODEL", "scripted")
+    # Three docs, not all of them: embedding the whole corpus takes a minute of CPU, and the
+    # scripted model's routes and citations do not depend on which docs are indexed
+    # (tests/test_rag_router.py runs the set over the full index).
+    monkeypatch.setenv("WAYPOINT_RAG_DB", str(tmp_path / "rag.db"))
+    monkeypatch.setenv("WAYPOINT_RAG_FILES", "docs/tools.md,docs/graph-json.md,docs/agents.md")
     report = tmp_path / "report.json"
     code = main(["eval", "--graph", target, "--dataset", str(DATA / dataset),
                  "--db", str(tmp_path / "evals.db"), "--json", str(report),
