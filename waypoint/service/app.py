@@ -23,6 +23,8 @@ from .routers import (
     store,
     thread_stream,
     threads,
+    ui,
+    ui_data,
     usage,
 )
 
@@ -103,6 +105,8 @@ def create_app(settings: Settings, *, start_workers: bool = True) -> FastAPI:
     app.include_router(meta.router)
     for module in (assistants, threads, thread_stream, runs, crons, store, approvals, usage):
         app.include_router(module.router)
+    app.include_router(ui_data.router)  # what the web UI needs beyond the Agent Server API
+    app.include_router(ui.router)  # the web UI at /ui (its assets need no key)
     cors = settings.cors
     if cors is not None:
         app.add_middleware(CORSMiddleware, allow_origins=cors.allow_origins,
