@@ -138,7 +138,7 @@ class DrainingServer:
             url = f"http://{host}:{port}"
             graphs = ", ".join(self.app.state.service.graphs.ids())
             # One plain line (no wrapping): people read it, and tests parse the URL from it.
-            print(f"waypoint serving {graphs} on {url} (API docs: {url}/docs)",
+            print(f"waypoint serving {graphs} on {url} (API docs: {url}/docs, UI: {url}/ui)",
                   file=sys.stderr, flush=True)
             break
 
