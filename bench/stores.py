@@ -1,13 +1,15 @@
 """Durable-store benchmarks: waypoint's SQLite/PostgreSQL stores next to LangGraph's savers.
 
-    python bench/stores.py [--quick] [--markdown] [--only NAME[,NAME]] [--pg URL]
+    python bench/stores.py [--quick] [--markdown] [--only NAME[,NAME]] [--no-read-memo]
 
 Workloads (same graph code on both engines, one process, interleaved repetitions):
   step_sqlite / step_pg  durable cost per super-step of a 50-node chain, next to a bare
                          one-row commit on the same database with the same settings
   size_loop              store size after a 100-iteration write/review loop adding 1 KB
   size_chat              store size per turn of a 200-turn chat with add_messages
-  get_state              get_state latency on a chat thread at turn 10 and turn 1,000
+  get_state              get_state latency on a chat thread at turn 10 and turn 1,000 on
+                         SQLite, PostgreSQL and memory (--only get_state, get_state_pg,
+                         get_state_memory for one of them); growth = turn 1,000 / turn 10
   pg_threads             throughput of 50 threads running concurrently on PostgreSQL
 """
 
@@ -120,6 +122,15 @@ class Engine:
                 self._pg = LGPostgres.from_conn_string
             except ImportError:
                 self._pg = None
+
+    def memory(self) -> Any:
+        if self.name == "waypoint":
+            from waypoint.checkpoint import MemorySaver
+
+            return MemorySaver()
+        from langgraph.checkpoint.memory import InMemorySaver
+
+        return InMemorySaver()
 
     def sqlite(self, stack: ExitStack, path: str) -> Any:
         saver = stack.enter_context(self._sqlite(path))
@@ -250,29 +261,69 @@ def store_sizes(engines: list[Engine], tmp: str) -> dict[str, dict[str, float]]:
     return sizes
 
 
-def get_state_latency(engines: list[Engine], tmp: str,
-                      turns: int) -> dict[str, tuple[float, float, float, float]]:
-    """get_state at turn 10 and at the last turn, and for waypoint the floor: decoding that
-    turn's state from one stored blob, which any store must pay (it grows with the state)."""
+def get_state_latency(engines: list[Engine], tmp: str, turns: int, kind: str = "sqlite",
+                      reps: int = 21) -> dict[str, tuple[float, float, float, float]]:
+    """get_state on a chat at turn 10 and at turn `turns` (one user + one AI message per
+    turn, durability="sync") on `kind` ("sqlite", "pg" or "memory"). Two threads are grown,
+    one to 10 turns and one to `turns`, then read alternately rep by rep (medians), so the
+    machine's drift hits both alike. For waypoint also the floor a store pays if it decodes
+    what it reads: decoding that turn's whole state from one blob (it grows with the
+    state; waypoint's read memo avoids paying it again for what a read already decoded)."""
     from waypoint.checkpoint import serde
 
     out: dict[str, tuple[float, float, float, float]] = {}
     for engine in engines:
         with ExitStack() as stack:
-            saver = engine.sqlite(stack, os.path.join(tmp, f"gs-{engine.name}.db"))
+            if kind == "sqlite":
+                saver = engine.sqlite(stack, os.path.join(tmp, f"gs-{engine.name}.db"))
+            elif kind == "pg":
+                saver = engine.postgres(stack, PG_URL)
+            else:
+                saver = engine.memory()
             graph = chat(engine, saver)
-            config = {"configurable": {"thread_id": "gs"}}
-            at: dict[int, float] = {}
-            floor: dict[int, float] = {10: 0.0, turns: 0.0}
-            for turn in range(1, turns + 1):
-                graph.invoke({"messages": [{"role": "user", "content": f"q{turn}"}]}, config)
-                if turn in (10, turns):
-                    at[turn] = _median_time(partial(graph.get_state, config), 15)
-                    if engine.name == "waypoint":
-                        blob = serde.dumps(graph.get_state(config).values)
-                        floor[turn] = _median_time(partial(serde.loads, blob), 15)
-            out[engine.name] = (at[10], at[turns], floor[10], floor[turns])
+            configs = {}
+            for length in (10, turns):
+                thread_id = f"bench-gs-{uuid.uuid4().hex[:12]}"
+                configs[length] = {"configurable": {"thread_id": thread_id}}
+                if kind == "pg":
+                    stack.callback(saver.delete_thread, thread_id)
+                for turn in range(1, length + 1):
+                    graph.invoke({"messages": [{"role": "user", "content": f"q{turn}"}]},
+                                 configs[length], durability="sync")
+            samples: dict[int, list[float]] = {10: [], turns: []}
+            for rep in range(reps):
+                for length in ((10, turns) if rep % 2 else (turns, 10)):
+                    samples[length].append(_median_time(
+                        partial(graph.get_state, configs[length]), 1))
+            floor = {10: 0.0, turns: 0.0}
+            if engine.name == "waypoint":
+                for length in (10, turns):
+                    blob = serde.dumps(graph.get_state(configs[length]).values)
+                    floor[length] = _median_time(partial(serde.loads, blob), reps)
+            out[engine.name] = (statistics.median(samples[10]),
+                                statistics.median(samples[turns]), floor[10], floor[turns])
     return out
+
+
+def get_state_rows(engines: list[Engine], tmp: str, turns: int,
+                   kinds: list[str]) -> list[tuple[str, str, str, str, str]]:
+    """Table rows of the get_state flatness workload, one per store kind."""
+    rows = []
+    names = {"sqlite": "SQLite", "pg": "PostgreSQL", "memory": "memory"}
+    for kind in kinds:
+        label = f"get_state at turn 10 / {turns}, {names[kind]}"
+        try:
+            lat = get_state_latency(engines, tmp, turns, kind)
+        except Exception as exc:  # reported, not hidden
+            rows.append((label, "-", "-", f"not run: {exc}", ""))
+            continue
+        lg, wp = lat["langgraph"], lat["waypoint"]
+        rows.append((label, f"{lg[0]*1e3:.2f} / {lg[1]*1e3:.2f} ms",
+                     f"{wp[0]*1e3:.2f} / {wp[1]*1e3:.2f} ms",
+                     f"growth LG {lg[1]/lg[0]:.1f}x, wp {wp[1]/wp[0]:.2f}x; decoding the "
+                     f"whole state once: {wp[2]*1e3:.2f} / {wp[3]*1e3:.2f} ms",
+                     "wp growth ≤ 2x"))
+    return rows
 
 
 def pg_threads(engines: list[Engine], threads: int = 50) -> dict[str, float]:
@@ -300,7 +351,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--only", default="")
+    parser.add_argument("--no-read-memo", action="store_true",
+                        help="waypoint with its read memo off (the read path before it)")
     args = parser.parse_args(argv)
+    if args.no_read_memo:
+        from waypoint.checkpoint import read_cache
+
+        read_cache.configure(max_bytes=0)
     only = set(filter(None, args.only.split(",")))
     def wanted(name: str) -> bool:
         return not only or name in only
@@ -337,17 +394,12 @@ def main(argv: list[str] | None = None) -> int:
                          f"{sizes['waypoint']['chat_mb_per_turn']*1e3:.2f} KB",
                          f"{sizes['waypoint']['chat_mb_per_turn']/sizes['langgraph']['chat_mb_per_turn']:.3f}",
                          "report"))
-        if wanted("get_state"):
+        if wanted("get_state") or wanted("get_state_pg") or wanted("get_state_memory"):
             turns = 200 if args.quick else 1000
-            lat = get_state_latency(engines, tmp, turns)
-            rows.append((f"get_state at turn 10 / {turns}",
-                         f"{lat['langgraph'][0]*1e3:.2f} / {lat['langgraph'][1]*1e3:.2f} ms",
-                         f"{lat['waypoint'][0]*1e3:.2f} / {lat['waypoint'][1]*1e3:.2f} ms",
-                         f"growth LG {lat['langgraph'][1]/lat['langgraph'][0]:.1f}x, "
-                         f"wp {lat['waypoint'][1]/lat['waypoint'][0]:.1f}x; wp beyond decoding "
-                         f"the state itself: {(lat['waypoint'][0]-lat['waypoint'][2])*1e3:.2f}"
-                         f" / {(lat['waypoint'][1]-lat['waypoint'][3])*1e3:.2f} ms",
-                         "bounded by K deltas"))
+            kinds = ([k for k, name in (("sqlite", "get_state"), ("pg", "get_state_pg"),
+                                        ("memory", "get_state_memory")) if name in only]
+                     if only else ["sqlite", "pg", "memory"])
+            rows.extend(get_state_rows(engines, tmp, turns, kinds))
         if wanted("pg_threads"):
             try:
                 rate = pg_threads(engines)

@@ -236,9 +236,16 @@ _OPTIONAL_FIELDS = ("name", "tool_calls", "tool_call_id", "additional_kwargs",
                     "response_metadata", "usage_metadata")
 
 
+# Fields whose unset value is an empty list or dict (the constructor makes any falsy value
+# that): leaving them out when empty loses nothing. The others are unset only when None, so
+# an empty name or usage dict is kept (it reads back as set, and messages compare by name).
+_EMPTY_WHEN_UNSET = frozenset(("tool_calls", "additional_kwargs", "response_metadata"))
+
+
 def message_to_data(message: Message) -> list[Any]:
     """A compact, storable form: [role, content, id] plus only the fields that are set."""
-    extra = {f: v for f in _OPTIONAL_FIELDS if (v := getattr(message, f))}
+    extra = {f: v for f in _OPTIONAL_FIELDS if (v := getattr(message, f)) is not None
+             and (v or f not in _EMPTY_WHEN_UNSET)}
     data: list[Any] = [message.role, message.content, message.id]
     if extra:
         data.append(extra)

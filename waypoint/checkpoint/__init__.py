@@ -1,6 +1,9 @@
 """Durability: the store protocol, the serializer, the checkpointers and the records kept
 beside checkpoints (effects, approvals, timers)."""
 
+from collections.abc import Callable
+from typing import Any
+
 from ..interop.langchain_messages import for_state
 from ..messages import (
     AIMessage,
@@ -20,9 +23,23 @@ from .memory import InMemorySaver, MemorySaver
 from .serde import register_type
 from .sqlite import SqliteSaver
 
+
+def _message_reader(cls: type) -> Callable[[Any], Any]:
+    """Rebuilds a stored message as the class it was stored as (an AIMessageChunk stays a
+    chunk, a bare Message stays one), in the classes the state uses now."""
+
+    def read(data: Any) -> Any:
+        message = message_from_data(data)
+        if type(message) is not cls:  # same slots: only the class differs
+            message.__class__ = cls
+        return for_state(message)
+
+    return read
+
+
 for _cls in (Message, HumanMessage, AIMessage, SystemMessage, ToolMessage, RemoveMessage,
              AIMessageChunk):
-    register_type(_cls, message_to_data, lambda data: for_state(message_from_data(data)))
+    register_type(_cls, message_to_data, _message_reader(_cls))
 register_type(Send, lambda s: [s.node, s.arg], lambda d: Send(d[0], d[1]))
 register_type(Interrupt)
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import SerializationError
-from . import serde
+from . import read_cache, serde
 from .base import Checkpoint
 from .crypto import Cipher
 
@@ -30,6 +30,20 @@ _RAW, _ZLIB, _SEALED = b"m", b"z", b"e"
 _MISSING = object()
 
 
+def _stored_alike(a: Any, b: Any) -> bool:
+    """Whether two items store as the same bytes. `==` is not enough: 1 == 1.0 == True,
+    and messages compare equal whatever their metadata, so a reducer that replaced an item
+    by an equal-looking one would otherwise be recorded as no change at all."""
+    if a is b:
+        return True
+    if type(a) is not type(b) or a != b:
+        return False
+    try:
+        return serde.dumps(a) == serde.dumps(b)
+    except SerializationError:  # stored whole, so the error names its path
+        return False
+
+
 def channel_changes(before: dict[str, Any], values: dict[str, Any],
                     updated: Sequence[str]) -> dict[str, tuple[str, Any]]:
     """What each updated channel became, as the smallest change that rebuilds it."""
@@ -40,7 +54,8 @@ def channel_changes(before: dict[str, Any], values: dict[str, Any],
         grew = (
             type(new) is list and type(old) is list and new is not old
             and len(new) >= len(old)
-            and (all(a is b for a, b in zip(old, new, strict=False)) or new[: len(old)] == old)
+            and (all(a is b for a, b in zip(old, new, strict=False))
+                 or all(_stored_alike(a, b) for a, b in zip(old, new, strict=False)))
         )
         if grew:
             changes[key] = ("+", new[len(old):])
@@ -92,37 +107,42 @@ def unseal(body: bytes, cipher: Cipher | None = None) -> Any:
 
 def decode(checkpoint_id: str, step: int, ts: str,
            chain: Sequence[tuple[int, bytes]], cipher: Cipher | None = None) -> Checkpoint:
-    """Rebuild a checkpoint from its records, oldest (a snapshot) to newest (itself)."""
+    """Rebuild a checkpoint from its records, oldest (a snapshot) to newest (itself).
+
+    The longest prefix of the chain already decoded in this process (same stored bytes) is
+    taken from the read memo (read_cache.py), so only the records after it are decoded."""
     if not chain or chain[0][0] != SNAPSHOT:
         raise SerializationError(
             f"checkpoint {checkpoint_id}: its delta chain does not start at a snapshot"
         )
-    values: dict[str, Any] = {}
-    tail: list[Any] = []
-    grown: set[str] = set()  # lists already copied here, so later deltas extend in place
-    for kind, body in chain:
-        head, *tail = unseal(body, cipher)
-        if kind == SNAPSHOT:
-            values = dict(head)
-            grown.clear()
+    bodies = [body if type(body) is bytes else bytes(body) for _, body in chain]
+    scope = read_cache.memo.scope(cipher) if read_cache.memo.enabled else None
+    found = read_cache.memo.find(scope, bodies) if scope is not None else None
+    start, values, tail = found if found is not None else (0, {}, [])
+    for index in range(start, len(bodies)):
+        head, *tail = unseal(bodies[index], cipher)
+        if chain[index][0] == SNAPSHOT:
+            values = dict(head)  # freshly decoded: this read owns its lists
+            if scope is not None and index == 0 and len(bodies) > 1:  # history reads
+                read_cache.memo.remember(scope, bodies[:1], values, tail)  # resume here
             continue
         for key, (op, payload) in head.items():
             if op == "=":
                 values[key] = payload
-                grown.discard(key)
             elif op == "+":
                 current = values.get(key, [])
                 if not isinstance(current, list):
                     raise SerializationError(
                         f"checkpoint {checkpoint_id}: channel {key!r} extends a non-list"
                     )
-                if key in grown:
-                    current.extend(payload)
+                if type(current) is list and key in values:
+                    current.extend(payload)  # owned: decoded here or copied from the memo
                 else:
-                    values[key] = current + list(payload)
-                    grown.add(key)
+                    values[key] = [*current, *payload]
             else:
                 raise SerializationError(f"checkpoint {checkpoint_id}: unknown change {op!r}")
+    if scope is not None and start < len(bodies):
+        read_cache.memo.remember(scope, bodies, values, tail, replaces=start)
     next_tasks, barriers, ran, updated = tail
     return Checkpoint(
         id=checkpoint_id, step=step, ts=ts, values=values,

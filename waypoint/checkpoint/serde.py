@@ -75,6 +75,9 @@ def _encode(obj: Any) -> Any:
         except TypeError:
             items = list(obj)
         return ormsgpack.Ext(code, _pack(items))
+    if isinstance(obj, enum.Enum):  # before int and str: IntEnum, StrEnum keep their type
+        register_type(kind)
+        return ormsgpack.Ext(_ENUM, _pack([_type_name(kind), obj.value]))
     if isinstance(obj, dt.datetime):
         return ormsgpack.Ext(_DATETIME, obj.isoformat().encode())
     if isinstance(obj, dt.date):
@@ -89,9 +92,6 @@ def _encode(obj: Any) -> Any:
         return ormsgpack.Ext(_DECIMAL, str(obj).encode())
     if isinstance(obj, int):  # beyond 64 bits
         return ormsgpack.Ext(_BIGINT, str(obj).encode())
-    if isinstance(obj, enum.Enum):
-        register_type(kind)
-        return ormsgpack.Ext(_ENUM, _pack([_type_name(kind), obj.value]))
     codec = _codecs.get(kind)
     if codec is None and is_langchain_message(obj):  # stored as waypoint's, read as either
         obj = from_langchain(obj)
@@ -102,6 +102,9 @@ def _encode(obj: Any) -> Any:
     if hasattr(obj, "model_dump") and hasattr(kind, "model_fields"):
         register_type(kind)
         data = {name: getattr(obj, name) for name in kind.model_fields}
+        extra = getattr(obj, "__pydantic_extra__", None)  # extra="allow" fields
+        if extra:
+            data.update(extra)
         return ormsgpack.Ext(_OBJECT, _pack([_type_name(kind), data]))
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         register_type(kind)
@@ -121,6 +124,12 @@ def _decode(code: int, data: bytes) -> Any:
         return _decode_ext(code, data)
     except SerializationError as exc:  # ormsgpack hides the cause; keep it for loads()
         _failure.error = exc
+        raise
+    except Exception as exc:  # a class that no longer takes what was stored, and the like
+        if getattr(_failure, "error", None) is None:  # the innermost failure says most
+            _failure.error = SerializationError(
+                f"cannot rebuild a stored value (type tag {code}): "
+                f"{type(exc).__name__}: {exc}")
         raise
 
 
@@ -162,9 +171,44 @@ def _decode_ext(code: int, data: bytes) -> Any:
         if codec is not None:
             return codec[1](payload)
         if hasattr(cls, "model_construct"):
-            return cls.model_validate(payload)
+            return _rebuild_model(cls, payload)
+        if dataclasses.is_dataclass(cls):
+            return _rebuild_dataclass(cls, payload)
         return cls(**payload)
     raise SerializationError(f"unknown stored type tag {code}")
+
+
+def _rebuild_model(cls: Any, payload: dict[str, Any]) -> Any:
+    """A pydantic model from its fields, stored by name: accepted by name even where the
+    field has an alias (pydantic >= 2.11 says so per call; older ones read aliases)."""
+    if _BY_NAME:
+        return cls.model_validate(payload, by_name=True)
+    fields = cls.model_fields
+    return cls.model_validate({(fields[k].alias or k) if k in fields else k: v
+                               for k, v in payload.items()})
+
+
+def _rebuild_dataclass(cls: Any, payload: dict[str, Any]) -> Any:
+    """A dataclass from its stored fields: those its __init__ takes go through it, the
+    others (`field(init=False)`) are set afterwards, as stored."""
+    fields = dataclasses.fields(cls)
+    obj = cls(**{f.name: payload[f.name] for f in fields if f.init and f.name in payload})
+    for f in fields:
+        if not f.init and f.name in payload:
+            object.__setattr__(obj, f.name, payload[f.name])  # frozen ones too
+    return obj
+
+
+def _pydantic_by_name() -> bool:
+    try:
+        import pydantic
+    except ImportError:
+        return False
+    major, minor = (int(p) for p in pydantic.VERSION.split(".")[:2])
+    return (major, minor) >= (2, 11)
+
+
+_BY_NAME = _pydantic_by_name()
 
 
 def _lookup(name: str) -> type:
