@@ -199,3 +199,20 @@ def apply_answer(guard: BudgetGuard, answer: Any, question: Any) -> BudgetExceed
         changes = changes.limits()
     guard.raise_to(dict(changes))
     return None
+
+
+def open_guard(stored: dict[str, Any], explicit: Budget | None, default: Budget | None,
+               new_run: bool) -> BudgetGuard | None:
+    """A run's guard: its budget (the call's, else the graph's, else one a person raised
+    earlier in this run) and what the thread's checkpoints say was spent (`stored`)."""
+    budget = explicit or default
+    raised = stored.get("limits") if not new_run and explicit is None else None
+    if raised:
+        budget = Budget(**raised)
+    if budget is None:
+        return None
+    if not isinstance(budget, Budget):
+        raise TypeError(f"budget must be a waypoint Budget, got {type(budget).__name__}")
+    guard = BudgetGuard(budget, None if new_run else stored.get("run"), stored.get("thread"))
+    guard.raised = bool(raised)
+    return guard

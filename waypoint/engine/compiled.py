@@ -11,19 +11,35 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from ..checkpoint.base import BaseCheckpointSaver, make_config
-from ..errors import GraphInterrupt, GraphValidationError, ParentCommand
+from ..errors import GraphValidationError
 from ..graph.builder import register_compiler
+from ..graph.keywords import reject_unknown
 from ..graph.mermaid import DrawableGraph, drawable_graph
 from ..graph.spec import GraphSpec
 from ..store.base import BaseStore
-from ..types import Interrupt, StateSnapshot
-from . import state_api
-from .context import NO_RESUME, ResumeMap, coerce_context, current_runtime, interrupt_id
+from ..types import StateSnapshot
+from . import nested, state_api
+from .call_options import (
+    EVENTS_KEYWORDS,
+    INVOKE_KEYWORDS,
+    SKIP,
+    STREAM_KEYWORDS,
+    EventFilter,
+    OutputKeys,
+    StreamCall,
+    check_unsupported,
+    print_modes,
+    printer,
+    take_checkpoint_during,
+    with_interrupts,
+)
+from .context import coerce_context, current_runtime
 from .loop import RunLoop
 from .runner import arun, iter_sync
 from .saga import compensate_run, has_compensations
-from .stream import StreamSink, normalize_modes, shape
-from .task import ChildCommand, Task
+from .settings import DURABILITY_MODES
+from .stream import StreamSink
+from .task import Task
 
 _DONE = object()
 
@@ -39,7 +55,9 @@ class CompiledStateGraph:
     """A validated graph, ready to run with `invoke`/`stream` and their async twins."""
 
     def __init__(self, spec: GraphSpec, *, checkpointer: Any = None, builder: Any = None,
-                 store: BaseStore | None = None, **options: Any) -> None:
+                 store: BaseStore | None = None, debug: bool = False,
+                 durability: str | None = None, budget: Any = None,
+                 run_timeout: float | None = None) -> None:
         if checkpointer not in (None, True, False) and not isinstance(
             checkpointer, BaseCheckpointSaver
         ):
@@ -52,7 +70,8 @@ class CompiledStateGraph:
         self.checkpointer = checkpointer
         self.store = store  # long-term memory for get_store() / a node's `store` parameter
         self.builder = builder
-        self.options = options
+        self.debug = bool(debug)  # print the "debug" stream of every run (LangGraph's debug)
+        self.options = _run_options(durability, budget, run_timeout)
         self.name = spec.name
 
     @property
@@ -66,13 +85,12 @@ class CompiledStateGraph:
     # -- building a loop -----------------------------------------------------------------
 
     def _loop(self, input: Any, config: dict[str, Any] | None, sink: StreamSink | None,
-              interrupt_before: Sequence[str] | None = None,
-              interrupt_after: Sequence[str] | None = None,
+              interrupt_before: Any = None, interrupt_after: Any = None,
               durability: str | None = None, context: Any = None,
               store: BaseStore | None = None) -> RunLoop:
         spec = self.spec
         if interrupt_before is not None or interrupt_after is not None:
-            spec = _with_interrupts(spec, interrupt_before, interrupt_after)
+            spec = with_interrupts(spec, interrupt_before, interrupt_after)
         loop = RunLoop(self, input, config, saver=self.saver, sink=sink,
                        durability=durability or self.options.get("durability") or "sync")
         loop.spec = spec
@@ -85,74 +103,139 @@ class CompiledStateGraph:
             loop.context = coerce_context(spec.context_schema, context)
         return loop
 
+    def _printed(self, print_mode: Any, debug: bool | None) -> frozenset[str]:
+        return print_modes(print_mode, self.debug if debug is None else debug)
+
+    def _output_keys(self, output_keys: Any) -> OutputKeys | None:
+        return None if output_keys is None else OutputKeys(output_keys, self.spec.keys)
+
     # -- invoke --------------------------------------------------------------------------
 
     def invoke(self, input: Any, config: dict[str, Any] | None = None, *,
-               context: Any = None, stream_mode: str = "values",
-               interrupt_before: Sequence[str] | None = None,
-               interrupt_after: Sequence[str] | None = None, durability: str | None = None,
-               budget: Any = None, store: BaseStore | None = None, **_: Any) -> Any:
+               context: Any = None, stream_mode: str = "values", print_mode: Any = (),
+               output_keys: str | Sequence[str] | None = None,
+               interrupt_before: str | Sequence[str] | None = None,
+               interrupt_after: str | Sequence[str] | None = None,
+               durability: str | None = None, debug: bool | None = None, control: Any = None,
+               version: str = "v1", budget: Any = None, store: BaseStore | None = None,
+               **kwargs: Any) -> Any:
         """Run until the graph ends or pauses; return the output state.
 
         `context`: the run's read-only context (checked against the graph's
         context_schema), read by nodes through get_runtime() or a `runtime` parameter.
         `store` replaces the compiled store for this run (e.g. a tenant's scoped view).
+        Unknown keywords raise TypeError (a misspelt `interrupt_before` must not run
+        the graph without its breakpoint).
         """
+        if kwargs:
+            durability = take_checkpoint_during("invoke", kwargs, durability)
+            reject_unknown("invoke", kwargs, INVOKE_KEYWORDS)
+        if control is not None or version != "v1":
+            check_unsupported("invoke", control, version)
         config = _with_budget(config, budget)
         runtime = current_runtime()
         if runtime is not None and not _own_thread(config, runtime):
-            return self._invoke_nested(input, runtime, context)
+            _nested_mode(stream_mode)
+            out = self._output_keys(output_keys)
+            result = nested.invoke_nested(self, input, runtime, context, interrupt_before,
+                                          interrupt_after)
+            return result if out is None else out.values(result)
         if stream_mode != "values":
-            return [c for c in self.stream(input, config, stream_mode=stream_mode,
-                                           durability=durability, context=context,
-                                           store=store)]
-        loop = self._loop(input, config, None, interrupt_before, interrupt_after, durability,
+            return list(self.stream(
+                input, config, context=context, stream_mode=stream_mode, print_mode=print_mode,
+                output_keys=output_keys, interrupt_before=interrupt_before,
+                interrupt_after=interrupt_after, durability=durability, debug=debug,
+                store=store))
+        out = None if output_keys is None else self._output_keys(output_keys)
+        sink = None
+        if print_mode or debug or self.debug:  # printing needs a sink; a plain run has none
+            printed = self._printed(print_mode, debug)
+            sink = StreamSink(printed, printer(None, frozenset(), printed)) if printed else None
+        loop = self._loop(input, config, sink, interrupt_before, interrupt_after, durability,
                           context, store)
         for _ in iter_sync(loop):
             pass
-        return loop.output()
+        return loop.output() if out is None else out.values(loop.output())
 
     async def ainvoke(self, input: Any, config: dict[str, Any] | None = None, *,
-                      context: Any = None, stream_mode: str = "values",
-                      interrupt_before: Sequence[str] | None = None,
-                      interrupt_after: Sequence[str] | None = None,
-                      durability: str | None = None, budget: Any = None,
-                      store: BaseStore | None = None, **_: Any) -> Any:
+                      context: Any = None, stream_mode: str = "values", print_mode: Any = (),
+                      output_keys: str | Sequence[str] | None = None,
+                      interrupt_before: str | Sequence[str] | None = None,
+                      interrupt_after: str | Sequence[str] | None = None,
+                      durability: str | None = None, debug: bool | None = None,
+                      control: Any = None, version: str = "v1", budget: Any = None,
+                      store: BaseStore | None = None, **kwargs: Any) -> Any:
+        """`invoke` on the event loop (async nodes awaited, sync ones in worker threads)."""
+        if kwargs:
+            durability = take_checkpoint_during("ainvoke", kwargs, durability)
+            reject_unknown("ainvoke", kwargs, INVOKE_KEYWORDS)
+        if control is not None or version != "v1":
+            check_unsupported("ainvoke", control, version)
         config = _with_budget(config, budget)
         runtime = current_runtime()
         if runtime is not None and not _own_thread(config, runtime):
-            return await self._ainvoke_nested(input, runtime, context)
+            _nested_mode(stream_mode)
+            out = self._output_keys(output_keys)
+            result = await nested.ainvoke_nested(self, input, runtime, context,
+                                                 interrupt_before, interrupt_after)
+            return result if out is None else out.values(result)
         if stream_mode != "values":
-            return [c async for c in self.astream(input, config, stream_mode=stream_mode,
-                                                  durability=durability, context=context,
-                                                  store=store)]
-        loop = self._loop(input, config, None, interrupt_before, interrupt_after, durability,
+            return [c async for c in self.astream(
+                input, config, context=context, stream_mode=stream_mode, print_mode=print_mode,
+                output_keys=output_keys, interrupt_before=interrupt_before,
+                interrupt_after=interrupt_after, durability=durability, debug=debug,
+                store=store)]
+        out = None if output_keys is None else self._output_keys(output_keys)
+        sink = None
+        if print_mode or debug or self.debug:  # printing needs a sink; a plain run has none
+            printed = self._printed(print_mode, debug)
+            sink = StreamSink(printed, printer(None, frozenset(), printed)) if printed else None
+        loop = self._loop(input, config, sink, interrupt_before, interrupt_after, durability,
                           context, store)
         await arun(loop)
-        return loop.output()
+        return loop.output() if out is None else out.values(loop.output())
 
     # -- stream --------------------------------------------------------------------------
 
     def stream(self, input: Any, config: dict[str, Any] | None = None, *,
-               context: Any = None, stream_mode: Any = None, subgraphs: bool = False,
-               interrupt_before: Sequence[str] | None = None,
-               interrupt_after: Sequence[str] | None = None, durability: str | None = None,
+               context: Any = None, stream_mode: Any = None, print_mode: Any = (),
+               output_keys: str | Sequence[str] | None = None,
+               interrupt_before: str | Sequence[str] | None = None,
+               interrupt_after: str | Sequence[str] | None = None,
+               durability: str | None = None, subgraphs: bool = False,
+               debug: bool | None = None, control: Any = None, version: str = "v1",
                budget: Any = None, store: BaseStore | None = None,
-               **_: Any) -> Iterator[Any]:
-        """Yield the run's progress as it happens, shaped by `stream_mode`."""
-        config = _with_budget(config, budget)
-        modes, single = normalize_modes(stream_mode)
-        live = bool(modes & {"messages", "custom", "events"})
-        if not live:
+               **kwargs: Any) -> Iterator[Any]:
+        """Yield the run's progress as it happens, shaped by `stream_mode`.
+
+        Keywords are checked when called (not at the first `next()`), so a typo fails
+        where it is made.
+        """
+        if kwargs:
+            durability = take_checkpoint_during("stream", kwargs, durability)
+            reject_unknown("stream", kwargs, STREAM_KEYWORDS)
+        if control is not None or version != "v1":
+            check_unsupported("stream", control, version)
+        call = StreamCall(self, stream_mode, print_mode, debug, output_keys, subgraphs)
+        return self._stream(call, input, _with_budget(config, budget), interrupt_before,
+                            interrupt_after, durability, context, store)
+
+    def _stream(self, call: StreamCall, input: Any, config: dict[str, Any] | None,
+                interrupt_before: Any, interrupt_after: Any, durability: str | None,
+                context: Any, store: BaseStore | None) -> Iterator[Any]:
+        deliver = call.deliver
+        if not call.live:
             buffer: deque[Any] = deque()
-            loop = self._loop(input, config, StreamSink(modes, buffer.append, subgraphs=subgraphs),
-                              interrupt_before, interrupt_after, durability, context, store)
+            loop = self._loop(input, config, call.sink(buffer.append), interrupt_before,
+                              interrupt_after, durability, context, store)
             steps = iter_sync(loop)
             failure: BaseException | None = None
             try:
                 for _ in steps:
                     while buffer:
-                        yield shape(buffer.popleft(), single=single, subgraphs=subgraphs)
+                        chunk = deliver(buffer.popleft())
+                        if chunk is not SKIP:
+                            yield chunk
             except GeneratorExit:
                 raise
             except BaseException as exc:  # deliver what the run produced, then its error
@@ -160,13 +243,15 @@ class CompiledStateGraph:
             finally:
                 steps.close()
             while buffer:
-                yield shape(buffer.popleft(), single=single, subgraphs=subgraphs)
+                chunk = deliver(buffer.popleft())
+                if chunk is not SKIP:
+                    yield chunk
             if failure is not None:
                 raise failure
             return
         parts: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        loop = self._loop(input, config, StreamSink(modes, parts.put, subgraphs=subgraphs),
-                          interrupt_before, interrupt_after, durability, context, store)
+        loop = self._loop(input, config, call.sink(parts.put), interrupt_before,
+                          interrupt_after, durability, context, store)
 
         def work() -> None:
             try:
@@ -187,26 +272,43 @@ class CompiledStateGraph:
                     break
                 if isinstance(part, _Failure):
                     raise part.error
-                yield shape(part, single=single, subgraphs=subgraphs)
+                chunk = deliver(part)
+                if chunk is not SKIP:
+                    yield chunk
         finally:
             loop.cancelled = True
 
-    async def astream(self, input: Any, config: dict[str, Any] | None = None, *,
-                      context: Any = None, stream_mode: Any = None, subgraphs: bool = False,
-                      interrupt_before: Sequence[str] | None = None,
-                      interrupt_after: Sequence[str] | None = None,
-                      durability: str | None = None, budget: Any = None,
-                      store: BaseStore | None = None, **_: Any) -> AsyncIterator[Any]:
-        config = _with_budget(config, budget)
-        modes, single = normalize_modes(stream_mode)
-        async for part in self._aparts(input, config, modes, subgraphs, interrupt_before,
-                                       interrupt_after, durability, context, store):
-            yield shape(part, single=single, subgraphs=subgraphs)
+    def astream(self, input: Any, config: dict[str, Any] | None = None, *,
+                context: Any = None, stream_mode: Any = None, print_mode: Any = (),
+                output_keys: str | Sequence[str] | None = None,
+                interrupt_before: str | Sequence[str] | None = None,
+                interrupt_after: str | Sequence[str] | None = None,
+                durability: str | None = None, subgraphs: bool = False,
+                debug: bool | None = None, control: Any = None, version: str = "v1",
+                budget: Any = None, store: BaseStore | None = None,
+                **kwargs: Any) -> AsyncIterator[Any]:
+        """`stream` on the event loop; keywords are checked when called."""
+        if kwargs:
+            durability = take_checkpoint_during("astream", kwargs, durability)
+            reject_unknown("astream", kwargs, STREAM_KEYWORDS)
+        if control is not None or version != "v1":
+            check_unsupported("astream", control, version)
+        call = StreamCall(self, stream_mode, print_mode, debug, output_keys, subgraphs)
+        return self._astream(call, input, _with_budget(config, budget), interrupt_before,
+                             interrupt_after, durability, context, store)
 
-    async def _aparts(self, input: Any, config: dict[str, Any] | None,
-                      modes: frozenset[str], subgraphs: bool,
-                      interrupt_before: Sequence[str] | None = None,
-                      interrupt_after: Sequence[str] | None = None,
+    async def _astream(self, call: StreamCall, input: Any, config: dict[str, Any] | None,
+                       interrupt_before: Any, interrupt_after: Any, durability: str | None,
+                       context: Any, store: BaseStore | None) -> AsyncIterator[Any]:
+        deliver = call.deliver
+        async for part in self._aparts(input, config, call, interrupt_before, interrupt_after,
+                                       durability, context, store):
+            chunk = deliver(part)
+            if chunk is not SKIP:
+                yield chunk
+
+    async def _aparts(self, input: Any, config: dict[str, Any] | None, call: StreamCall,
+                      interrupt_before: Any = None, interrupt_after: Any = None,
                       durability: str | None = None, context: Any = None,
                       store: BaseStore | None = None) -> AsyncIterator[Any]:
         event_loop = asyncio.get_running_loop()
@@ -219,8 +321,8 @@ class CompiledStateGraph:
             else:
                 event_loop.call_soon_threadsafe(parts.put_nowait, part)
 
-        loop = self._loop(input, config, StreamSink(modes, emit, subgraphs=subgraphs),
-                          interrupt_before, interrupt_after, durability, context, store)
+        loop = self._loop(input, config, call.sink(emit), interrupt_before, interrupt_after,
+                          durability, context, store)
 
         async def work() -> None:
             try:
@@ -243,120 +345,70 @@ class CompiledStateGraph:
             if not runner.done():
                 await asyncio.wait([runner], timeout=None)
 
-    async def astream_events(self, input: Any, config: dict[str, Any] | None = None, *,
-                             version: str = "v2", context: Any = None,
-                             store: BaseStore | None = None,
-                             **_: Any) -> AsyncIterator[dict[str, Any]]:
-        """LangChain-style events: on_chain_start/end per node, on_chat_model_stream tokens."""
+    def astream_events(self, input: Any, config: dict[str, Any] | None = None, *,
+                       version: str = "v2", context: Any = None,
+                       interrupt_before: str | Sequence[str] | None = None,
+                       interrupt_after: str | Sequence[str] | None = None,
+                       durability: str | None = None, budget: Any = None,
+                       store: BaseStore | None = None,
+                       include_names: Sequence[str] | None = None,
+                       include_types: Sequence[str] | None = None,
+                       include_tags: Sequence[str] | None = None,
+                       exclude_names: Sequence[str] | None = None,
+                       exclude_types: Sequence[str] | None = None,
+                       exclude_tags: Sequence[str] | None = None,
+                       **kwargs: Any) -> AsyncIterator[dict[str, Any]]:
+        """LangChain-style events: on_chain_start/end per node, on_chat_model_stream tokens.
+
+        `include_*`/`exclude_*` filter by event name, type ("chain", "chat_model") and tag,
+        as LangChain's do.
+        """
+        reject_unknown("astream_events", kwargs, EVENTS_KEYWORDS)
         if version not in ("v1", "v2"):
             raise ValueError(f"astream_events supports version='v2', got {version!r}")
+        keep = EventFilter(include_names, include_types, include_tags, exclude_names,
+                           exclude_types, exclude_tags)
+        call = StreamCall(self, ["events", "values"], (), None, None, False)
+        return self._events(input, _with_budget(config, budget), call, keep, interrupt_before,
+                            interrupt_after, durability, context, store)
+
+    async def _events(self, input: Any, config: dict[str, Any] | None, call: StreamCall,
+                      keep: EventFilter, interrupt_before: Any, interrupt_after: Any,
+                      durability: str | None, context: Any, store: BaseStore | None
+                      ) -> AsyncIterator[dict[str, Any]]:
         import uuid
 
         root = str(uuid.uuid4())
         name = self.name
-        yield {"event": "on_chain_start", "name": name, "run_id": root, "parent_ids": [],
-               "tags": [], "metadata": {}, "data": {"input": input}}
-        output: Any = None
+        start = {"event": "on_chain_start", "name": name, "run_id": root, "parent_ids": [],
+                 "tags": [], "metadata": {}, "data": {"input": input}}
+        if keep(start):
+            yield start
         final: dict[str, Any] = {}
-        async for part in self._aparts(input, config, frozenset({"events", "values"}), False,
-                                       context=context, store=store):
+        async for part in self._aparts(input, config, call, interrupt_before, interrupt_after,
+                                       durability, context, store):
             _, mode, payload = part
             if mode == "values":
                 final = payload
                 continue
             payload["parent_ids"] = [root, *payload.get("parent_ids", [])]
-            yield payload
-        output = final
-        yield {"event": "on_chain_end", "name": name, "run_id": root, "parent_ids": [],
-               "tags": [], "metadata": {}, "data": {"output": output}}
+            if keep(payload):
+                yield payload
+        end = {"event": "on_chain_end", "name": name, "run_id": root, "parent_ids": [],
+               "tags": [], "metadata": {}, "data": {"output": final}}
+        if keep(end):
+            yield end
 
-    # -- nested runs (subgraphs) ---------------------------------------------------------
-
-    def _nested_loop(self, input: Any, runtime: Any, context: Any = None
-                     ) -> tuple[RunLoop, Any]:
-        parent: RunLoop = runtime.loop
-        task: Task = runtime.task
-        call_index = runtime.nested_calls
-        runtime.nested_calls += 1
-        ns = parent.child_namespace(task, call_index)
-        if self.checkpointer is False:
-            saver = None
-        else:
-            saver = self.saver or parent.saver
-        sink = parent.sink.child(ns) if parent.sink is not None else None
-        config = parent.task_config(task)
-        config["configurable"] = {**config["configurable"], "checkpoint_ns": ns}
-        config["configurable"].pop("checkpoint_id", None)
-        loop = RunLoop(self, input, config, saver=saver, sink=sink, ns=ns)
-        loop.guard = parent.guard  # one budget for the whole run, nested graphs included
-        # The parent's store and context reach nested graphs (as in LangGraph, the
-        # parent's store wins over the subgraph's own).
-        loop.store = parent.store if parent.store is not None else self.store
-        loop.context = parent.context if context is None else coerce_context(
-            self.spec.context_schema, context)
-        return loop, parent
-
-    def _nested_resume(self, loop: RunLoop, runtime: Any, saved: Any) -> Any:
-        if saved is None or not saved.checkpoint.next_tasks:
-            return NO_RESUME
-        loop.input = None
-        if runtime.pending_resume is NO_RESUME:
-            return NO_RESUME
-        value = runtime.take_resume()
-        return dict(value) if isinstance(value, ResumeMap) else value
-
-    def _nested_result(self, loop: RunLoop) -> Any:
-        if loop.status == "interrupted":
-            interrupts = tuple(loop.interrupts) or (
-                Interrupt(None, interrupt_id(loop.ns, -1)),
-            )
-            raise GraphInterrupt(interrupts)
-        return loop.output_values()
-
-    def _invoke_nested(self, input: Any, runtime: Any, context: Any = None) -> Any:
-        loop, _ = self._nested_loop(input, runtime, context)
-        loaded = None
-        if loop.saver is not None:
-            saved = loop.saver.get_tuple(loop.load_config())
-            loaded = (saved, loop.saver.head_id(str(loop.thread_id), loop.ns))
-            resume = self._nested_resume(loop, runtime, saved)
-        else:
-            resume = NO_RESUME
-        try:
-            for _ in iter_sync(loop, loaded, resume):
-                pass
-        except ParentCommand as command:
-            raise ChildCommand(command.command) from None
-        return self._nested_result(loop)
-
-    async def _ainvoke_nested(self, input: Any, runtime: Any, context: Any = None) -> Any:
-        loop, _ = self._nested_loop(input, runtime, context)
-        loaded = None
-        if loop.saver is not None:
-            saved = await loop.saver.aget_tuple(loop.load_config())
-            loaded = (saved, await loop.saver.ahead_id(str(loop.thread_id), loop.ns))
-            resume = self._nested_resume(loop, runtime, saved)
-        else:
-            resume = NO_RESUME
-        try:
-            await arun(loop, loaded, resume)
-        except ParentCommand as command:
-            raise ChildCommand(command.command) from None
-        return self._nested_result(loop)
-
-    def _node_input(self, parent: RunLoop) -> dict[str, Any]:
-        keys = self.spec.keys
-        return {k: v for k, v in parent.values.items() if k in keys}
+    # -- nested runs (subgraphs): see nested.py ----------------------------------------
 
     def run_as_node(self, parent: RunLoop, task: Task) -> Any:
-        runtime = current_runtime()
-        return self._invoke_nested(task.arg if task.is_push else self._node_input(parent),
-                                   runtime)
+        """Run this graph as a node of `parent` (a subgraph)."""
+        return nested.invoke_nested(self, nested.node_input(self, parent, task),
+                                    current_runtime())
 
     async def arun_as_node(self, parent: RunLoop, task: Task) -> Any:
-        runtime = current_runtime()
-        return await self._ainvoke_nested(task.arg if task.is_push else self._node_input(parent),
-                                          runtime)
+        return await nested.ainvoke_nested(self, nested.node_input(self, parent, task),
+                                           current_runtime())
 
     # -- ending a thread ---------------------------------------------------------------
 
@@ -413,6 +465,10 @@ class CompiledStateGraph:
                           before: dict[str, Any] | None = None, limit: int | None = None
                           ) -> Iterator[StateSnapshot]:
         """The thread's checkpoints, newest first."""
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                                  or limit < 0):
+            raise ValueError(f"get_state_history(limit=...) must be a whole number >= 0 or "
+                             f"None, got {limit!r}")
         return state_api.get_state_history(self, self._require_saver(), config, filter, before,
                                            limit)
 
@@ -465,20 +521,36 @@ def _own_thread(config: dict[str, Any] | None, runtime: Any) -> bool:
     return thread_id is not None and thread_id != runtime.loop.thread_id
 
 
-def _with_interrupts(spec: GraphSpec, before: Sequence[str] | None,
-                     after: Sequence[str] | None) -> GraphSpec:
-    import copy
+def _nested_mode(stream_mode: Any) -> None:
+    if stream_mode != "values":
+        raise ValueError(
+            f"a graph invoked inside a node runs as a subgraph and returns its values, so "
+            f"stream_mode={stream_mode!r} cannot apply there; stream the parent graph with "
+            f"subgraphs=True to see its steps")
 
-    changed = copy.copy(spec)
-    for names in (before, after):
-        for name in names or ():
-            if name != "*" and name not in spec.nodes:
-                raise GraphValidationError(f"interrupt node {name!r} is not a node of this graph")
-    if before is not None:
-        changed.interrupt_before = frozenset(spec.nodes if before == "*" else before)
-    if after is not None:
-        changed.interrupt_after = frozenset(spec.nodes if after == "*" else after)
-    return changed
+
+def _run_options(durability: str | None, budget: Any, run_timeout: float | None
+                 ) -> dict[str, Any]:
+    """compile()'s run defaults, checked now rather than at the first run."""
+    from ..types import Budget
+
+    options: dict[str, Any] = {}
+    if durability is not None:
+        if durability not in DURABILITY_MODES:
+            raise ValueError(f"durability must be one of {', '.join(DURABILITY_MODES)}, got "
+                             f"{durability!r}")
+        options["durability"] = durability
+    if budget is not None:
+        if not isinstance(budget, Budget):
+            raise TypeError(f"budget must be a waypoint Budget, got {type(budget).__name__}")
+        options["budget"] = budget
+    if run_timeout is not None:
+        if isinstance(run_timeout, bool) or not isinstance(run_timeout, (int, float)) \
+                or run_timeout <= 0:
+            raise ValueError(f"run_timeout must be a positive number of seconds, got "
+                             f"{run_timeout!r}")
+        options["run_timeout"] = run_timeout
+    return options
 
 
 register_compiler(CompiledStateGraph)

@@ -9,36 +9,27 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-import hashlib
 import time
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from ..errors import GraphBubbleUp, GraphInterrupt
+from ..errors import GraphBubbleUp, GraphInterrupt, PermanentError
 from ..store.current import register_store_lookup
 from ..types import Attempt, Interrupt
+from ..usage import Usage
+from .budget import DEFAULT_WORST_OUTPUT, Exceeded, budget_question, exceeded_error
+from .resume import NO_RESUME, ResumeMap, interrupt_id
 
 if TYPE_CHECKING:
     from ..store.base import BaseStore
-    from .loop import RunLoop
+    from .protocols import RunView
     from .task import Task
 
 _RUNTIME: contextvars.ContextVar[TaskRuntime | None] = contextvars.ContextVar(
     "waypoint_task_runtime", default=None
 )
-
-NO_RESUME = object()
-
-
-class ResumeMap(dict):
-    """Resume values keyed by interrupt id, handed down to a nested graph."""
-
-
-def interrupt_id(task_id: str, index: int) -> str:
-    return hashlib.blake2b(f"{task_id}:{index}".encode(), digest_size=16).hexdigest()
-
 
 class AttemptAbandoned(GraphBubbleUp):
     """Raised inside a node attempt that overran its time limit and was given up on."""
@@ -53,7 +44,7 @@ class TaskRuntime:
     __slots__ = ("abandoned", "attempt", "effect_index", "interrupt_index", "last_progress",
                  "loop", "nested_calls", "pending_resume", "resume", "scope", "task")
 
-    def __init__(self, loop: RunLoop, task: Task, attempt: Attempt = _FIRST_ATTEMPT) -> None:
+    def __init__(self, loop: RunView, task: Task, attempt: Attempt = _FIRST_ATTEMPT) -> None:
         self.loop = loop
         self.task = task
         self.resume: list[Any] = task.resume  # answers to this task's own interrupt() calls
@@ -214,7 +205,7 @@ def get_runtime(context_schema: type[ContextT] | None = None) -> Runtime[Context
     return make_runtime(runtime.loop)
 
 
-def make_runtime(loop: RunLoop) -> Runtime[Any]:
+def make_runtime(loop: RunView) -> Runtime[Any]:
     return Runtime(context=loop.context, store=loop.store, stream_writer=get_stream_writer())
 
 
@@ -413,10 +404,6 @@ def reserve_model_call(model: Any, request: Any) -> Any:
     guard = runtime.loop.guard if runtime is not None else None
     if guard is None:
         return None
-    from ..errors import PermanentError
-    from ..usage import Usage
-    from .budget import DEFAULT_WORST_OUTPUT
-
     runtime.check_alive()
     worst = Usage(_estimate_prompt_tokens(request.messages),
                   request.max_tokens or DEFAULT_WORST_OUTPUT)
@@ -442,8 +429,6 @@ def reserve_tool_call(name: str, cost: float | None) -> Any:
 def _reserve(runtime: TaskRuntime, guard: Any, tokens: int, cost: float | None, *,
              model_call: bool) -> Any:
     """Hold a call against the budget; over it, pause for a person or fail, as set."""
-    from .budget import Exceeded, budget_question, exceeded_error
-
     try:
         return guard.reserve(runtime.task.id, tokens, cost, model_call=model_call)
     except Exceeded as exceeded:
@@ -466,3 +451,4 @@ def settle_model_call(ticket: Any, usage: Any, cost: float | None) -> None:
     if guard is None:
         return
     guard.settle(ticket, usage.total_tokens if usage is not None else 0, cost)
+

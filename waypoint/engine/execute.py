@@ -20,14 +20,15 @@ from ..errors import GraphBubbleUp, GraphInterrupt, OutputValidationError, RunTi
 from ..failures import classify
 from ..types import Attempt, NodeError, RetryPolicy
 from . import langchain_stream, observers
-from .context import TaskRuntime, make_runtime, reset_runtime, set_runtime
+from .context import TaskRuntime, get_stream_writer, make_runtime, reset_runtime, set_runtime
 from .limits import NO_LIMITS, Limits, acall_limited, call_limited
-from .task import ChildCommand, Task, _arecord, _call_args, record_result, settle_signal
+from .task import ChildCommand, Task
 from .validation import check_update
+from .writes import _arecord, record_result, settle_signal
 
 if TYPE_CHECKING:
     from ..graph.spec import NodeSpec
-    from .loop import RunLoop
+    from .protocols import RunView
 
 
 class _Attempts:
@@ -35,7 +36,7 @@ class _Attempts:
 
     __slots__ = ("first_at", "last_error", "loop", "node", "number", "task")
 
-    def __init__(self, loop: RunLoop, task: Task) -> None:
+    def __init__(self, loop: RunView, task: Task) -> None:
         self.loop = loop
         self.task = task
         node = task.node
@@ -100,13 +101,26 @@ def _policy_for(node: NodeSpec, exc: BaseException) -> RetryPolicy | None:
 # -- one attempt --------------------------------------------------------------------------
 
 
-def _inject(loop: RunLoop, node: NodeSpec, kwargs: dict[str, Any]) -> None:
+def _call_args(loop: RunView, task: Task) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    node = task.node
+    assert node is not None
+    payload = task.arg if task.is_push else node.codec.build(
+        loop.values, loop.steps_left() if node.codec.managed else None)
+    kwargs: dict[str, Any] = {}
+    if node.wants_config:
+        kwargs["config"] = loop.task_config(task)
+    if node.wants_writer:
+        kwargs["writer"] = get_stream_writer()
+    return (payload,), kwargs
+
+
+def _inject(loop: RunView, node: NodeSpec, kwargs: dict[str, Any]) -> None:
     """A node's `store` / `runtime` parameters (only nodes that declare them pay for this)."""
     for name in node.injects:
         kwargs[name] = loop.store if name == "store" else make_runtime(loop)
 
 
-def _attempt_sync(loop: RunLoop, task: Task, node: NodeSpec, runtime: TaskRuntime,
+def _attempt_sync(loop: RunView, task: Task, node: NodeSpec, runtime: TaskRuntime,
                   limits: Limits) -> Any:
     if node.subgraph is not None:
         return node.subgraph.run_as_node(loop, task)
@@ -120,7 +134,7 @@ def _attempt_sync(loop: RunLoop, task: Task, node: NodeSpec, runtime: TaskRuntim
     return call_limited(limits, runtime, partial(node.fn, *args, **kwargs))
 
 
-async def _attempt_async(loop: RunLoop, task: Task, node: NodeSpec, runtime: TaskRuntime,
+async def _attempt_async(loop: RunView, task: Task, node: NodeSpec, runtime: TaskRuntime,
                          limits: Limits) -> Any:
     if node.subgraph is not None:
         return await node.subgraph.arun_as_node(loop, task)
@@ -150,7 +164,7 @@ def _handles(node: NodeSpec, exc: Exception) -> bool:
     )
 
 
-def _handler_call(loop: RunLoop, task: Task, node: NodeSpec, exc: Exception,
+def _handler_call(loop: RunView, task: Task, node: NodeSpec, exc: Exception,
                   attempts: int) -> Any:
     handler = node.error_handler
     assert handler is not None
@@ -165,14 +179,14 @@ def _handler_call(loop: RunLoop, task: Task, node: NodeSpec, exc: Exception,
     return handler(payload, error) if len(params) >= 2 else handler(payload)
 
 
-def _handled(loop: RunLoop, task: Task, exc: Exception, result: Any) -> None:
+def _handled(loop: RunView, task: Task, exc: Exception, result: Any) -> None:
     """The handler's return stands in for the node's: its writes, and only its gotos."""
     record_result(loop, task, result, routes=False)
     task.done = True
     task.handled = {"node": task.name, "error": f"{type(exc).__name__}: {exc}"}
 
 
-def _settle(loop: RunLoop, task: Task, node: NodeSpec, exc: Exception, attempts: int,
+def _settle(loop: RunView, task: Task, node: NodeSpec, exc: Exception, attempts: int,
             runtime: TaskRuntime) -> None:
     if not _handles(node, exc):
         settle_signal(loop, task, exc)
@@ -192,7 +206,7 @@ def _settle(loop: RunLoop, task: Task, node: NodeSpec, exc: Exception, attempts:
         reset_runtime(token)
 
 
-async def _asettle(loop: RunLoop, task: Task, node: NodeSpec, exc: Exception, attempts: int,
+async def _asettle(loop: RunView, task: Task, node: NodeSpec, exc: Exception, attempts: int,
                    runtime: TaskRuntime) -> None:
     if not _handles(node, exc):
         settle_signal(loop, task, exc)
@@ -214,7 +228,7 @@ async def _asettle(loop: RunLoop, task: Task, node: NodeSpec, exc: Exception, at
 # -- observing attempts --------------------------------------------------------------------
 
 
-def _open_attempt(loop: RunLoop, task: Task, runtime: TaskRuntime) -> observers.Scope | None:
+def _open_attempt(loop: RunView, task: Task, runtime: TaskRuntime) -> observers.Scope | None:
     attempt = runtime.attempt
     attrs = {"node": task.name, "step": loop.step + 1, "task_id": task.id,
              "attempt": attempt.number, "checkpoint_ns": loop.ns,
@@ -247,7 +261,7 @@ def _close_attempt(scope: observers.Scope | None, entered: Any, exc: BaseExcepti
 # -- the task -----------------------------------------------------------------------------
 
 
-def run_task(loop: RunLoop, task: Task) -> None:
+def run_task(loop: RunView, task: Task) -> None:
     """Run one task synchronously under its node's policies; never raises."""
     node = task.node
     assert node is not None
@@ -286,7 +300,7 @@ def run_task(loop: RunLoop, task: Task) -> None:
         loop.sink.task_end(task, loop)
 
 
-async def arun_task(loop: RunLoop, task: Task) -> None:
+async def arun_task(loop: RunView, task: Task) -> None:
     """Run one task on the event loop (sync nodes in a worker thread); never raises."""
     node = task.node
     assert node is not None

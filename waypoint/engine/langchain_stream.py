@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Any
 from . import context as run_context
 
 if TYPE_CHECKING:
-    from .loop import RunLoop
+    from .protocols import RunView
     from .task import Task
 
 _NOSTREAM_TAGS = frozenset({"nostream", "langsmith:nostream"})
 _classes: dict[str, type] = {}
 
 
-def attach(loop: RunLoop, task: Task) -> tuple[contextvars.ContextVar[Any], Any] | None:
+def attach(loop: RunView, task: Task) -> tuple[contextvars.ContextVar[Any], Any] | None:
     """Give LangChain calls made by `task` a handler that streams into the run and meters
     them; returns what `detach` needs, or None when there is nothing to do."""
     if "langchain_core" not in sys.modules:
@@ -169,7 +169,7 @@ def _handler_class(streaming: bool) -> type:
         run_inline = True  # in order, on the caller's thread and context, also for async
         raise_error = True  # a budget that says stop must stop the call
 
-        def __init__(self, loop: RunLoop, task: Task, streaming: bool) -> None:
+        def __init__(self, loop: RunView, task: Task, streaming: bool) -> None:
             self.loop = loop
             self.task = task
             self.streaming = streaming

@@ -9,23 +9,16 @@ the same code serves `invoke` and `ainvoke`.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import threading
 import time
 import uuid
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..checkpoint.base import Checkpoint, CheckpointTuple, TaskRef, make_config
-from ..checkpoint.ids import new_checkpoint_id
-from ..checkpoint.records import channel_changes
 from ..constants import (
     DEFAULT_RECURSION_LIMIT,
     END,
-    ERROR,
     INTERRUPT,
     NS_SEP,
     RESULT,
@@ -41,39 +34,39 @@ from ..errors import (
     RunTimeoutError,
 )
 from ..graph.schema import input_to_dict
-from ..types import Budget, Command, Interrupt, Send
-from . import observers
+from ..types import Command, Interrupt, Send
 from .budget import (
     BUDGET_TASK,
     SPENT,
     BudgetGuard,
     Exceeded,
-    apply_answer,
     budget_question,
     exceeded_error,
-    is_budget_question,
+    open_guard,
 )
-from .context import NO_RESUME, ResumeMap
-from .saga import SAGA, saga_entries
-from .task import Task, resolve_branch, route
-from .task_errors import error_from_record, error_record
+from .commits import Commits
+from .notes import SAGA, step_notes
+from .resume import NO_RESUME, OwnAnswer, assign_resume, group_pending, take_budget_answers
+from .settings import DURABILITY_MODES, config_int, run_deadline, shared_executor
+from .task import Task
+from .task_errors import error_from_record
+from .writes import resolve_branch, route
 
 if TYPE_CHECKING:
     from ..graph.spec import BranchSpec, GraphSpec
-    from .stream import StreamSink
+    from .protocols import Sink
 
 _MISSING = object()
-# sync: each step is committed before the next starts; async: committed in the background
-# while the next step runs (order kept); exit: committed only when the run stops.
-DURABILITY_MODES = ("sync", "async", "exit")
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
+class RunLoop(Commits):
+    """State of one run of a graph on one thread namespace: the engine's core.
 
-
-class RunLoop:
-    """State of one run of a graph on one thread namespace."""
+    It turns checkpoints into tasks (`prepare`) and finished tasks into the next
+    checkpoint (`finish`); running tasks (execute.py), streaming (stream.py, through the
+    `Sink` protocol) and compensation (saga.py) plug in around it and see it only as a
+    `protocols.RunView`.
+    """
 
     def __init__(
         self,
@@ -82,7 +75,7 @@ class RunLoop:
         config: dict[str, Any] | None,
         *,
         saver: Any = None,
-        sink: StreamSink | None = None,
+        sink: Sink | None = None,
         ns: str = "",
         durability: str = "sync",
     ) -> None:
@@ -110,7 +103,7 @@ class RunLoop:
                 "config={'configurable': {'thread_id': ...}}"
             )
         self.requested_id: str | None = configurable.get("checkpoint_id") if not ns else None
-        self.limit = int(self.config.get("recursion_limit") or DEFAULT_RECURSION_LIMIT)
+        self.limit = config_int(self.config, "recursion_limit", DEFAULT_RECURSION_LIMIT)
         self.deadline_epoch = run_deadline(self.config, getattr(graph, "options", None) or {})
         self.deadline = (None if self.deadline_epoch is None
                          else time.monotonic() + (self.deadline_epoch - time.time()))
@@ -180,7 +173,7 @@ class RunLoop:
                 "checkpoint_id"
             )
             if not replay:
-                self.pending = _group_pending(saved.pending_writes)
+                self.pending = group_pending(saved.pending_writes)
         else:
             self.values = {k: spec.initial() for k, spec in self.spec.keys.items()
                            if spec.reducer is not None and spec.initial is not None}
@@ -263,107 +256,24 @@ class RunLoop:
             return
         stored = (saved.metadata or {}).get("budget") if saved is not None else None
         kept = self.pending.get(BUDGET_TASK, {}).get(SPENT) if not new_run else None
-        stored = kept or stored or {}
         explicit = self.config.get("budget")
-        budget = explicit or getattr(self.graph, "options", {}).get("budget")
-        raised = stored.get("limits") if not new_run and explicit is None else None
-        if raised:
-            budget = Budget(**raised)
-        if budget is None:
-            return
-        if not isinstance(budget, Budget):
-            raise TypeError(f"budget must be a waypoint Budget, got {type(budget).__name__}")
-        self.guard = BudgetGuard(budget, None if new_run else stored.get("run"),
-                                 stored.get("thread"))
-        self.guard.raised = bool(raised)
-
-    def _take_budget_answers(self, resume: Any) -> Any:
-        """Answers to budget questions are for the run, not for a node: apply them here.
-
-        Returns what is left of `resume` for the nodes' own interrupts (NO_RESUME if none).
-        """
-        questions: dict[str, Interrupt] = {}
-        others = 0
-        for record in self.pending.values():
-            items = record.get(INTERRUPT)
-            if not items:
-                continue
-            kept = [i for i in items if not is_budget_question(i)]
-            questions.update((i.id, i) for i in items if is_budget_question(i))
-            others += len(kept)
-            record[INTERRUPT] = kept
-        if not questions:
-            return resume
-        if isinstance(resume, dict) and any(k in questions for k in resume):
-            answers = [(resume[k], questions[k]) for k in resume if k in questions]
-            resume = {k: v for k, v in resume.items() if k not in questions} or NO_RESUME
-        elif others == 0:
-            answers = [(resume, q) for q in questions.values()]
-            resume = NO_RESUME
-        else:
-            raise InvalidResumeError(
-                f"a budget question and {others} other interrupt(s) are pending: answer them "
-                f"with Command(resume={{interrupt_id: value, ...}}) (budget question ids: "
-                f"{', '.join(questions)})"
-            )
-        if self.guard is None:
-            raise InvalidResumeError("this run has no budget to raise: it was removed")
-        for answer, question in answers:
-            stop = apply_answer(self.guard, answer, question)
-            if stop is not None:
-                self.stopped = stop
-        return resume
+        default = getattr(self.graph, "options", {}).get("budget")
+        if stored or kept or explicit is not None or default is not None:
+            self.guard = open_guard(kept or stored or {}, explicit, default, new_run)
 
     def _assign_resume(self, resume: Any) -> None:
-        resume = self._take_budget_answers(resume)
+        """File a resume value under the tasks it answers (budget answers go to the guard)."""
+        resume, stopped = take_budget_answers(self.pending, self.guard, resume)
+        if stopped is not None:
+            self.stopped = stopped
         if resume is NO_RESUME:
             return
-        owners: dict[str, str] = {}
-        by_task: dict[str, list[Interrupt]] = {}
-        for task_id, record in self.pending.items():
-            for item in record.get(INTERRUPT, ()):
-                owners[item.id] = task_id
-                by_task.setdefault(task_id, []).append(item)
-        if isinstance(resume, dict) and resume and (
-            any(k in owners for k in resume) or all(_looks_like_id(k) for k in resume)
-        ):
-            unknown = [k for k in resume if k not in owners]
-            if unknown:
-                raise InvalidResumeError(
-                    f"resume map names interrupt id(s) {unknown} that are not pending "
-                    f"(pending: {sorted(owners)})"
-                )
-            for interrupt_id, value in resume.items():
-                task_id = owners[interrupt_id]
-                if len(by_task[task_id]) == 1 and by_task[task_id][0].id == interrupt_id and (
-                    task_id not in self.resume_by_task
-                ):
-                    self.resume_by_task[task_id] = _OwnAnswer(interrupt_id, value)
-                else:
-                    current = self.resume_by_task.get(task_id)
-                    merged = ResumeMap() if not isinstance(current, ResumeMap) else current
-                    if isinstance(current, _OwnAnswer):
-                        merged[current.interrupt_id] = current.value
-                    merged[interrupt_id] = value
-                    self.resume_by_task[task_id] = merged
-            return
-        if len(by_task) > 1 or (len(by_task) == 1 and len(next(iter(by_task.values()))) > 1):
-            raise InvalidResumeError(
-                f"{len(owners)} interrupts are pending ({', '.join(sorted(owners))}); resume "
-                f"them with Command(resume={{interrupt_id: value, ...}})"
-            )
-        if by_task:
-            self.resume_by_task[next(iter(by_task))] = resume
-            return
-        if not self.next_tasks:
-            raise InvalidResumeError(
-                f"thread {self.thread_id!r} has no pending task: there is nothing to resume"
-            )
-        self.resume_by_task[self._task_id(0, self.next_tasks[0][0])] = resume
+        first = self.task_id(0, self.next_tasks[0][0]) if self.next_tasks else None
+        assign_resume(self.pending, resume, self.resume_by_task, first, self.thread_id)
 
     # -- steps -------------------------------------------------------------------------
 
-    def _task_id(self, index: int, name: str) -> str:
+    def task_id(self, index: int, name: str) -> str:
         if self.checkpoint_id is None:
             return f"{self.ns}:{self.step}:{index}:{name}"
         raw = f"{self.ns}|{self.checkpoint_id}|{index}|{name}".encode()
@@ -398,7 +308,7 @@ class RunLoop:
                 raise InvalidUpdateError(
                     f"checkpoint names node {name!r}, which is not in the graph"
                 )
-            task = Task(index, name, node, self._task_id(index, name), ref[1] if len(ref) > 1
+            task = Task(index, name, node, self.task_id(index, name), ref[1] if len(ref) > 1
                         else None, len(ref) > 1)
             stored = self.pending.get(task.id)
             if stored is not None:
@@ -411,7 +321,7 @@ class RunLoop:
                     task.done = True
                 task.resume = list(stored.get(RESUME, ()))
             answer = self.resume_by_task.get(task.id, NO_RESUME)
-            if isinstance(answer, _OwnAnswer):
+            if isinstance(answer, OwnAnswer):
                 answer = answer.value
             task.pending_resume = answer
             tasks.append(task)
@@ -452,7 +362,7 @@ class RunLoop:
         return False
 
     def _start_task(self, index: int, ref: TaskRef) -> Task:
-        task = Task(index, START, None, self._task_id(index, START), ref[1], True)
+        task = Task(index, START, None, self.task_id(index, START), ref[1], True)
         task.writes = list(ref[1].items())
         if len(ref) > 2:  # a Command goes where its goto says, not along START's edges
             task.gotos = list(ref[2])
@@ -560,189 +470,6 @@ class RunLoop:
         next_tasks.extend(pushes)
         self.next_tasks = next_tasks
 
-    def _commit(self, *, source: str, updated: Iterable[str], ran: tuple[str, ...]) -> None:
-        checkpoint_id = new_checkpoint_id()
-        deferred = self.durability != "sync"  # written later: freeze what can still change
-        checkpoint = Checkpoint(
-            id=checkpoint_id, step=self.step, ts=_now(),
-            values=dict(self.values) if deferred else self.values,
-            next_tasks=self.next_tasks,
-            barriers={k: list(v) for k, v in self.barriers.items()} if deferred
-            else self.barriers, ran=ran,
-            updated=tuple(updated),
-            changes=channel_changes(self._before, self.values, updated) if updated else {},
-        )
-        # As LangGraph does, the run's config metadata (run id, assistant...) is kept on
-        # the checkpoints it writes, so history says which run made each step.
-        extra = self.config.get("metadata") if not self.ns else None
-        metadata = {**extra, "source": source, "step": self.step, "parents": {}} if extra \
-            else {"source": source, "step": self.step, "parents": {}}
-        if self.guard is not None:
-            self.guard.tick()
-            metadata["budget"] = self.guard.snapshot()
-        if self._notes:
-            metadata.update(self._notes)
-            self._notes = {}
-        if self.scope is not None:
-            metadata.update(observers.checkpoint_notes(self.scope))
-            observers.event(self.scope, "checkpoint", checkpoint_id=checkpoint_id,
-                            step=self.step, source=source)
-        self.ops.append(("put", checkpoint, metadata, self.checkpoint_id, self.head))
-        self.parent_id = self.checkpoint_id
-        self.checkpoint_id = checkpoint_id
-        self.head = checkpoint_id
-        self.pending = {}
-        self.resume_by_task = {}
-        self.last_checkpoint = checkpoint
-        self.last_metadata = metadata
-        if self.sink is not None:
-            self.sink.checkpoint(self, checkpoint, metadata)
-
-    def _keep_pending(self, tasks: list[Task]) -> None:
-        """Record what a stopped step achieved, so a resume does not redo it."""
-        writes: list[tuple[str, str, Any]] = []
-        pending: dict[str, dict[str, Any]] = {}
-        for task in tasks:
-            record: dict[str, Any] = {}
-            if task.done:
-                record[RESULT] = [[list(w) for w in task.writes], list(task.gotos)]
-                if task.handled is not None:
-                    record[RESULT].append(task.handled)
-            if task.resume:
-                record[RESUME] = list(task.resume)
-            if task.interrupts:
-                record[INTERRUPT] = list(task.interrupts)
-            if task.error is not None:
-                record[ERROR] = error_record(task.error)
-                if task.retries:
-                    record[ERROR]["retries"] = list(task.retries)
-            if record:
-                pending[task.id] = record
-                writes.extend((task.id, channel, value) for channel, value in record.items())
-        if self.guard is not None:  # what this unfinished step spent, for the resume
-            self.guard.tick()
-            pending[BUDGET_TASK] = {SPENT: self.guard.snapshot()}
-            writes.append((BUDGET_TASK, SPENT, pending[BUDGET_TASK][SPENT]))
-        self.pending = pending
-        self.resume_by_task = {}
-        if self.saver is not None and self.checkpoint_id is not None:
-            self.ops.append(("put_writes", writes, self.checkpoint_id))
-
-    def close_run(self, summary: dict[str, Any], source: str = "compensation") -> None:
-        """End the run for good: a final checkpoint with nothing left to run."""
-        self.next_tasks = []
-        self.barriers = {}
-        self.status = "done"
-        if self.saver is None:
-            return
-        self.step += 1
-        self._notes = {"compensation": summary}
-        self._updated = ()
-        self._commit(source=source, updated=(), ran=())
-        if self.durability == "sync":
-            self.flush()
-        else:
-            self.persist(final=True)
-
-    def load_config_at_head(self) -> dict[str, Any]:
-        return self._config_at(self.head)
-
-    # -- store operations ----------------------------------------------------------------
-
-    def _queue_usage(self) -> None:
-        """First in line: spend is recorded even when the checkpoint after it is refused
-        (a fenced-out worker, a conflict)."""
-        records, self.usage = self.usage, []
-        self.ops.insert(0, ("usage", records))
-
-    def persist(self, final: bool = False) -> None:
-        """Write queued operations as the durability mode says (sync runner)."""
-        if self.usage:
-            self._queue_usage()
-        if not self.ops and not final:
-            return
-        if self.durability == "sync":
-            self.flush()
-        elif self.durability == "async":
-            self._wait_background()
-            if self.ops:
-                ops, self.ops = list(self.ops), []
-                self._background = self._writer().submit(self._write_ops, ops)
-            if final:
-                self._wait_background()
-        elif final:
-            self.flush()
-
-    async def apersist(self, final: bool = False) -> None:
-        """Write queued operations as the durability mode says (async runner)."""
-        if self.usage:
-            self._queue_usage()
-        if not self.ops and not final:
-            return
-        if self.durability == "sync":
-            await self.aflush()
-        elif self.durability == "async":
-            if self._abackground is not None:
-                await self._abackground
-                self._abackground = None
-            if self.ops:
-                ops, self.ops = list(self.ops), []
-                self._abackground = asyncio.ensure_future(self._awrite_ops(ops))
-            if final and self._abackground is not None:
-                await self._abackground
-                self._abackground = None
-        elif final:
-            await self.aflush()
-
-    def _writer(self) -> ThreadPoolExecutor:
-        if self._writer_pool is None:
-            self._writer_pool = ThreadPoolExecutor(1, thread_name_prefix="waypoint-commit")
-        return self._writer_pool
-
-    def _wait_background(self) -> None:
-        if self._background is not None:
-            future, self._background = self._background, None
-            future.result()
-
-    def flush(self) -> None:
-        if self.usage:
-            self._queue_usage()
-        ops, self.ops = list(self.ops), []
-        self._write_ops(ops)
-
-    async def aflush(self) -> None:
-        if self.usage:
-            self._queue_usage()
-        ops, self.ops = list(self.ops), []
-        await self._awrite_ops(ops)
-
-    def _write_ops(self, ops: list[tuple[Any, ...]]) -> None:
-        saver = self.saver
-        for op in ops:
-            if op[0] == "put":
-                _, checkpoint, metadata, parent_id, expected = op
-                saver.put(self._base_config, checkpoint, metadata, parent_id=parent_id,
-                          expected_head=expected)
-            elif op[0] == "usage":
-                saver.put_usage(op[1])
-            else:
-                saver.put_writes(self._config_at(op[2]), op[1])
-
-    async def _awrite_ops(self, ops: list[tuple[Any, ...]]) -> None:
-        saver = self.saver
-        for op in ops:
-            if op[0] == "put":
-                _, checkpoint, metadata, parent_id, expected = op
-                await saver.aput(self._base_config, checkpoint, metadata, parent_id=parent_id,
-                                 expected_head=expected)
-            elif op[0] == "usage":
-                await saver.aput_usage(op[1])
-            else:
-                await saver.aput_writes(self._config_at(op[2]), op[1])
-
-    def _config_at(self, checkpoint_id: str | None) -> dict[str, Any]:
-        return make_config(str(self.thread_id), self.ns, checkpoint_id)
-
     # -- views for tasks -----------------------------------------------------------------
 
     def local_view(self, items: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -803,7 +530,7 @@ class RunLoop:
 
     def executor(self) -> ThreadPoolExecutor:
         if self._executor is None:
-            workers = int(self.config.get("max_concurrency") or 16)
+            workers = config_int(self.config, "max_concurrency", 16)
             self._executor = ThreadPoolExecutor(max_workers=workers,
                                                 thread_name_prefix="waypoint-task")
         return self._executor
@@ -839,27 +566,6 @@ class RunLoop:
         return {k: values[k] for k in keys if k in values} if keys else dict(values)
 
 
-_SHARED: ThreadPoolExecutor | None = None
-_SHARED_LOCK = threading.Lock()
-
-
-def shared_executor() -> ThreadPoolExecutor:
-    global _SHARED
-    if _SHARED is None:
-        with _SHARED_LOCK:
-            if _SHARED is None:
-                _SHARED = ThreadPoolExecutor(max_workers=64, thread_name_prefix="waypoint-task")
-    return _SHARED
-
-
-class _OwnAnswer:
-    __slots__ = ("interrupt_id", "value")
-
-    def __init__(self, interrupt_id: str, value: Any) -> None:
-        self.interrupt_id = interrupt_id
-        self.value = value
-
-
 def _write_order(task: Task) -> tuple[int, str, int]:
     return (1, "", task.index) if task.is_push and task.name != START else (0, task.name, 0)
 
@@ -880,58 +586,5 @@ def _check_last_value_conflicts(tasks: list[Task], keys: dict[str, Any]) -> None
             writer[key] = task.name
 
 
-def run_deadline(config: dict[str, Any], options: dict[str, Any]) -> float | None:
-    """The run's deadline (epoch seconds): config "deadline", else now + "run_timeout"."""
-    deadline = config.get("deadline")
-    if deadline is not None:
-        if isinstance(deadline, datetime):
-            if deadline.tzinfo is None:
-                raise ValueError("config['deadline'] must be an aware datetime (with a tzinfo)")
-            return deadline.timestamp()
-        if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
-            raise TypeError(f"config['deadline'] must be epoch seconds or a datetime, got "
-                            f"{type(deadline).__name__}")
-        return float(deadline)
-    timeout = config.get("run_timeout", options.get("run_timeout"))
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise ValueError(f"run_timeout must be a positive number of seconds, got {timeout!r}")
-    return time.time() + float(timeout)
-
-
-def step_notes(tasks: list[Task]) -> dict[str, Any]:
-    """Retries and handled errors of a step, for its checkpoint's metadata."""
-    for t in tasks:
-        if t.retries or t.handled or t.effects or (t.node is not None and t.node.compensate):
-            break
-    else:
-        return {}
-    notes: dict[str, Any] = {}
-    retries = [r for t in tasks for r in t.retries]
-    if retries:
-        notes["retries"] = retries
-    handled = [t.handled for t in tasks if t.handled is not None]
-    if handled:
-        notes["handled_errors"] = handled
-    effects = [e for t in tasks for e in t.effects]
-    if effects:
-        notes["effects"] = effects
-    saga = saga_entries(tasks)
-    if saga:
-        notes[SAGA] = saga
-    return notes
-
-
-def _looks_like_id(key: Any) -> bool:
-    return isinstance(key, str) and len(key) == 32 and all(c in "0123456789abcdef" for c in key)
-
-
-def _group_pending(writes: Iterable[tuple[str, str, Any]]) -> dict[str, dict[str, Any]]:
-    grouped: dict[str, dict[str, Any]] = {}
-    for task_id, channel, value in writes:
-        grouped.setdefault(task_id, {})[channel] = value
-    return grouped
-
-
-__all__ = ["RunLoop", "error_from_record", "resolve_branch"]
+__all__ = ["DURABILITY_MODES", "RunLoop", "error_from_record", "resolve_branch", "run_deadline",
+           "shared_executor", "step_notes"]

@@ -11,9 +11,9 @@ from typing import Any
 from ..errors import BudgetExceeded, GraphInterrupt, GraphRecursionError, RunTimeoutError
 from ..types import Command
 from . import observers
-from .context import NO_RESUME
 from .execute import arun_task, run_task
 from .loop import RunLoop
+from .resume import NO_RESUME
 from .saga import compensate_run, has_compensations
 from .task import Task
 

@@ -18,21 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from ..types import RetryPolicy
 from . import observers
+from .context import TaskRuntime, reset_runtime, set_runtime
+from .notes import SAGA, saga_entries
+from .task import Task
 
 if TYPE_CHECKING:
-    from .loop import RunLoop
-    from .task import Task
-
-SAGA = "saga"  # checkpoint-metadata key of a step's completed compensable nodes
+    from .protocols import RunView
 
 
-def saga_entries(tasks: list[Task]) -> list[dict[str, Any]]:
-    """What a step's compensable tasks did, for its checkpoint metadata."""
-    return [{"node": t.name, "task": t.id, "update": dict(t.writes)}
-            for t in tasks if t.node is not None and t.node.compensate is not None and t.done]
-
-
-def completed_in_run(loop: RunLoop) -> list[dict[str, Any]]:
+def completed_in_run(loop: RunView) -> list[dict[str, Any]]:
     """Compensable nodes completed in this run, most recent first."""
     done: list[dict[str, Any]] = []
     # Tasks of the failed step that finished before it stopped completed last.
@@ -53,7 +47,7 @@ def completed_in_run(loop: RunLoop) -> list[dict[str, Any]]:
     return done
 
 
-def _key(loop: RunLoop, entry: dict[str, Any]) -> str:
+def _key(loop: RunView, entry: dict[str, Any]) -> str:
     raw = f"compensate|{loop.thread_id}|{loop.ns}|{entry['task']}|{entry['node']}"
     return "wp-" + hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
 
@@ -65,13 +59,10 @@ def _policy(node: Any) -> RetryPolicy | None:
     return policy[0]
 
 
-def _call(loop: RunLoop, node: Any, entry: dict[str, Any],
+def _call(loop: RunView, node: Any, entry: dict[str, Any],
           scope: observers.Scope | None = None) -> None:
     """Call a compensation as the node it undoes (so `get_config()` works inside it);
     model and tool calls inside it nest under its scope."""
-    from .context import TaskRuntime, reset_runtime, set_runtime
-    from .task import Task
-
     runtime = TaskRuntime(loop, Task(0, node.name, node, entry["task"]))
     runtime.scope = scope
     token = set_runtime(runtime)
@@ -96,7 +87,7 @@ def _invoke(node: Any, entry: dict[str, Any], state: Any) -> None:
         raise TypeError(f"compensate of node {node.name!r} is async; compensations are sync")
 
 
-def _compensate_observed(loop: RunLoop, entry: dict[str, Any]) -> dict[str, Any]:
+def _compensate_observed(loop: RunView, entry: dict[str, Any]) -> dict[str, Any]:
     scope = observers.start("compensation", entry["node"], {"node": entry["node"]},
                             parent=loop.scope, loop=loop) if observers.OBSERVERS else None
     outcome = _compensate_one(loop, entry, scope)
@@ -105,7 +96,7 @@ def _compensate_observed(loop: RunLoop, entry: dict[str, Any]) -> dict[str, Any]
     return outcome
 
 
-def _compensate_one(loop: RunLoop, entry: dict[str, Any],
+def _compensate_one(loop: RunView, entry: dict[str, Any],
                     scope: observers.Scope | None = None) -> dict[str, Any]:
     node = loop.spec.nodes.get(entry["node"])
     if node is None or node.compensate is None:
@@ -140,11 +131,11 @@ def _compensate_one(loop: RunLoop, entry: dict[str, Any],
         return {"node": node.name, "status": "compensated", "attempts": attempt, "key": key}
 
 
-def has_compensations(loop: RunLoop) -> bool:
+def has_compensations(loop: RunView) -> bool:
     return any(n.compensate is not None for n in loop.spec.nodes.values())
 
 
-def compensate_run(loop: RunLoop, reason: str, source: str = "compensation") -> dict[str, Any]:
+def compensate_run(loop: RunView, reason: str, source: str = "compensation") -> dict[str, Any]:
     """Run the compensations of this run's completed nodes, newest first; record the outcome.
 
     Returns the summary written to the final checkpoint's metadata under "compensation".

@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..checkpoint.base import BaseCheckpointSaver, CheckpointTuple, make_config, thread_of
 from ..constants import END, ERROR, INTERRUPT, RESULT, START
 from ..errors import InvalidUpdateError
 from ..types import PregelTask, StateSnapshot
-from .loop import RunLoop, _group_pending
-from .task import Task, record_result
+from .loop import RunLoop
+from .resume import group_pending
+from .task import Task
 from .task_errors import error_from_record
+from .writes import record_result
+
+if TYPE_CHECKING:
+    from ..graph.spec import GraphSpec
+
+
+class CompiledGraph(Protocol):
+    """What reading and editing state needs of a compiled graph (no import of compiled.py,
+    which imports this module)."""
+
+    spec: GraphSpec
 
 
 class _NoGraph:
@@ -22,11 +34,8 @@ class _NoGraph:
 
 _NO_GRAPH = _NoGraph()
 
-if TYPE_CHECKING:
-    from .compiled import CompiledStateGraph
 
-
-def _snapshot(graph: CompiledStateGraph | None, saver: BaseCheckpointSaver, saved: CheckpointTuple,
+def _snapshot(graph: CompiledGraph | None, saver: BaseCheckpointSaver, saved: CheckpointTuple,
               subgraphs: bool) -> StateSnapshot:
     checkpoint = saved.checkpoint
     thread_id, ns, _ = thread_of(saved.config)
@@ -34,13 +43,13 @@ def _snapshot(graph: CompiledStateGraph | None, saver: BaseCheckpointSaver, save
                     saver=saver, ns=ns)
     probe.checkpoint_id = checkpoint.id
     probe.step = checkpoint.step
-    pending = _group_pending(saved.pending_writes)
+    pending = group_pending(saved.pending_writes)
     tasks: list[PregelTask] = []
     finished: list[Task] = []
     all_interrupts = []
     for index, ref in enumerate(checkpoint.next_tasks):
         name = ref[0]
-        task_id = probe._task_id(index, name)
+        task_id = probe.task_id(index, name)
         record = pending.get(task_id, {})
         interrupts = tuple(record.get(INTERRUPT, ()))
         all_interrupts.extend(interrupts)
@@ -82,7 +91,7 @@ def _snapshot(graph: CompiledStateGraph | None, saver: BaseCheckpointSaver, save
     )
 
 
-def get_state(graph: CompiledStateGraph, saver: BaseCheckpointSaver, config: dict[str, Any],
+def get_state(graph: CompiledGraph, saver: BaseCheckpointSaver, config: dict[str, Any],
               subgraphs: bool) -> StateSnapshot:
     saved = saver.get_tuple(config)
     if saved is None:
@@ -90,7 +99,7 @@ def get_state(graph: CompiledStateGraph, saver: BaseCheckpointSaver, config: dic
     return _snapshot(graph, saver, saved, subgraphs)
 
 
-def get_state_history(graph: CompiledStateGraph, saver: BaseCheckpointSaver,
+def get_state_history(graph: CompiledGraph, saver: BaseCheckpointSaver,
                       config: dict[str, Any], filter: dict[str, Any] | None,
                       before: dict[str, Any] | None, limit: int | None
                       ) -> Iterator[StateSnapshot]:
@@ -100,7 +109,7 @@ def get_state_history(graph: CompiledStateGraph, saver: BaseCheckpointSaver,
         yield _snapshot(graph, saver, saved, False)
 
 
-def _infer_as_node(graph: CompiledStateGraph, saved: CheckpointTuple | None) -> str:
+def _infer_as_node(graph: CompiledGraph, saved: CheckpointTuple | None) -> str:
     if saved is None:
         return START
     ran = [n for n in dict.fromkeys(saved.checkpoint.ran)]
@@ -114,7 +123,7 @@ def _infer_as_node(graph: CompiledStateGraph, saved: CheckpointTuple | None) -> 
     )
 
 
-def update_state(graph: CompiledStateGraph, saver: BaseCheckpointSaver, config: dict[str, Any],
+def update_state(graph: CompiledGraph, saver: BaseCheckpointSaver, config: dict[str, Any],
                  values: Any, as_node: str | None) -> dict[str, Any]:
     thread_id, ns, checkpoint_id = thread_of(config)
     saved = saver.get_tuple(config)
@@ -134,7 +143,7 @@ def update_state(graph: CompiledStateGraph, saver: BaseCheckpointSaver, config: 
         loop.barriers = {k: list(v) for k, v in cp.barriers.items()}
         loop.step = cp.step
         loop.checkpoint_id = cp.id
-    task = Task(0, as_node, graph.spec.nodes.get(as_node), loop._task_id(0, as_node))
+    task = Task(0, as_node, graph.spec.nodes.get(as_node), loop.task_id(0, as_node))
     record_result(loop, task, values)
     loop._apply([task])
     if as_node == END:

@@ -16,7 +16,7 @@ from ..messages import Message, new_message_id
 
 if TYPE_CHECKING:
     from ..checkpoint.base import Checkpoint
-    from .loop import RunLoop
+    from .protocols import RunView
     from .task import Task
 
 Part = tuple[tuple[str, ...], str, Any]
@@ -71,7 +71,7 @@ class StreamSink:
 
         return write
 
-    def task_start(self, task: Task, loop: RunLoop) -> None:
+    def task_start(self, task: Task, loop: RunView) -> None:
         modes = self.modes
         if "tasks" in modes or "debug" in modes:
             payload = {"id": task.id, "name": task.name, "input": _task_input(task, loop),
@@ -86,7 +86,7 @@ class StreamSink:
                 "metadata": loop.task_metadata(task), "data": {"input": _task_input(task, loop)},
             })
 
-    def task_end(self, task: Task, loop: RunLoop) -> None:
+    def task_end(self, task: Task, loop: RunView) -> None:
         modes = self.modes
         ok = task.error is None and not task.interrupts
         if ok and "updates" in modes and task.name != START:
@@ -112,7 +112,7 @@ class StreamSink:
                 "metadata": loop.task_metadata(task), "data": data,
             })
 
-    def task_retry(self, task: Task, loop: RunLoop, record: dict[str, Any]) -> None:
+    def task_retry(self, task: Task, loop: RunView, record: dict[str, Any]) -> None:
         """A failed attempt that will be retried: which, why, and after how long."""
         modes = self.modes
         if "tasks" in modes or "debug" in modes:
@@ -120,7 +120,7 @@ class StreamSink:
             self.emit("tasks", payload)
             self.emit("debug", {"type": "task_retry", "step": loop.step + 1, "payload": payload})
 
-    def effect(self, task: Task, loop: RunLoop, entry: dict[str, Any]) -> None:
+    def effect(self, task: Task, loop: RunView, entry: dict[str, Any]) -> None:
         """An effect ran, was reused from its record, or was found in doubt."""
         modes = self.modes
         if "tasks" in modes or "debug" in modes:
@@ -131,25 +131,25 @@ class StreamSink:
     def updates_interrupt(self, interrupts: tuple[Any, ...]) -> None:
         self.emit("updates", {INTERRUPT: interrupts})
 
-    def step_done(self, loop: RunLoop, tasks: list[Task]) -> None:
+    def step_done(self, loop: RunView, tasks: list[Task]) -> None:
         if "values" in self.modes:
             self.emit("values", loop.output_values())
 
-    def checkpoint(self, loop: RunLoop, checkpoint: Checkpoint, metadata: dict[str, Any]) -> None:
+    def checkpoint(self, loop: RunView, checkpoint: Checkpoint, metadata: dict[str, Any]) -> None:
         if "checkpoints" not in self.modes and "debug" not in self.modes:
             return
-        config = loop._config_at(checkpoint.id)
-        parent = loop._config_at(loop.parent_id) if loop.parent_id else None
+        config = loop.config_at(checkpoint.id)
+        parent = loop.config_at(loop.parent_id) if loop.parent_id else None
         payload = {
             "config": config, "parent_config": parent, "values": loop.output_values(),
             "metadata": metadata, "next": [ref[0] for ref in checkpoint.next_tasks],
-            "tasks": [{"id": loop._task_id(i, ref[0]), "name": ref[0]}
+            "tasks": [{"id": loop.task_id(i, ref[0]), "name": ref[0]}
                       for i, ref in enumerate(checkpoint.next_tasks)],
         }
         self.emit("checkpoints", payload)
         self.emit("debug", {"type": "checkpoint", "step": checkpoint.step, "payload": payload})
 
-    def _returned_messages(self, task: Task, loop: RunLoop) -> None:
+    def _returned_messages(self, task: Task, loop: RunView) -> None:
         """Messages a node returns go to the "messages" stream too (as LangGraph sends
         them), unless they were streamed already or were in the state before."""
         fresh = [m for m in _messages_in(task.update)
@@ -225,7 +225,7 @@ def _messages_in(update: Any) -> list[Any]:
     return found
 
 
-def _task_input(task: Task, loop: RunLoop) -> Any:
+def _task_input(task: Task, loop: RunView) -> Any:
     if task.is_push:
         return task.arg
     return loop.output_values() if task.node is None else task.node.codec.build(loop.values)

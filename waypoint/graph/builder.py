@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import typing
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, get_args, get_origin, get_type_hints
 
 from ..constants import END, NS_SEP, RESERVED, START
 from ..errors import GraphValidationError
+from .keywords import reject_unknown, warn_no_cache
 from .policies import (
     apply_node_defaults,
     check_callable,
@@ -48,6 +49,11 @@ class StateGraph:
         input: Any = None,
         output: Any = None,
     ) -> None:
+        for alias, (given, other) in {"input": (input, input_schema),
+                                      "output": (output, output_schema)}.items():
+            if given is not None and other is not None and given is not other:
+                raise GraphValidationError(f"StateGraph(): pass {alias}_schema= or its alias "
+                                           f"{alias}=, not both")
         input_schema = input_schema or input
         output_schema = output_schema or output
         if state_schema is None:
@@ -107,7 +113,22 @@ class StateGraph:
         effect found in doubt after a crash does: "ask", "fail" or "retry").
         """
         if not isinstance(node, str):
+            if action is not None:
+                raise GraphValidationError(
+                    "add_node(fn, action): give a name and a function (add_node('name', fn)) "
+                    "or a function alone (add_node(fn)), not two functions")
             action, node = node, _name_of(node)
+        if retry_policy is not None and retry is not None:
+            raise GraphValidationError(f"add_node({node!r}): pass retry_policy= or its alias "
+                                       f"retry=, not both")
+        if defer:
+            raise GraphValidationError(
+                f"add_node({node!r}, defer=True): deferred nodes are not supported by waypoint; "
+                f"use a join (add_edge([a, b], {node!r})) to run it after its sources")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise GraphValidationError(f"add_node({node!r}): metadata must be a dict, got "
+                                       f"{type(metadata).__name__}")
+        warn_no_cache(f"add_node({node!r}, cache_policy=...)", cache_policy)
         if action is None:
             raise GraphValidationError(f"add_node({node!r}) needs a function or a graph to run")
         if not isinstance(node, str) or not node:
@@ -143,6 +164,11 @@ class StateGraph:
             destinations = _literal_targets(action) if _returns_command(action) else None
         elif isinstance(destinations, dict):
             destinations = tuple(destinations)
+        elif isinstance(destinations, str):
+            destinations = (destinations,)
+        if destinations is not None and not all(isinstance(d, str) for d in destinations):
+            raise GraphValidationError(f"add_node({node!r}): destinations must be node names, "
+                                       f"got {destinations!r}")
         self.nodes[node] = NodeSpec(
             name=node, fn=action, is_async=is_async, wants_config=wants_config,
             wants_writer=wants_writer, codec=codec,
@@ -167,6 +193,7 @@ class StateGraph:
         timeout: Any = None,
     ) -> StateGraph:
         """Policies for every node that does not set its own, applied at `compile()`."""
+        warn_no_cache("set_node_defaults(cache_policy=...)", cache_policy)
         if retry_policy is not None:
             self._node_defaults["retry_policy"] = check_retry_policy("*", retry_policy)
         if error_handler is not None:
@@ -185,6 +212,9 @@ class StateGraph:
         previous: str | None = None
         for item in nodes:
             if isinstance(item, tuple):
+                if len(item) != 2:
+                    raise GraphValidationError(f"add_sequence(): a tuple item must be (name, "
+                                               f"function), got {item!r}")
                 name, fn = item
             else:
                 name, fn = _name_of(item), item
@@ -198,6 +228,10 @@ class StateGraph:
 
     def add_edge(self, start_key: str | Sequence[str], end_key: str) -> StateGraph:
         """A static edge; a list of sources makes a join that waits for all of them."""
+        if not isinstance(end_key, str):
+            raise GraphValidationError(
+                f"add_edge(..., {end_key!r}): the target must be one node name; add one edge "
+                f"per target to fan out")
         if isinstance(start_key, str):
             if start_key == END:
                 raise GraphValidationError("END cannot be the source of an edge")
@@ -206,6 +240,9 @@ class StateGraph:
             self.edges.append((start_key, end_key))
             return self
         sources = tuple(start_key)
+        if not all(isinstance(source, str) for source in sources):
+            raise GraphValidationError(f"add_edge({start_key!r}, {end_key!r}): sources must be "
+                                       f"node names")
         if not sources:
             raise GraphValidationError(f"add_edge([], {end_key!r}): a join needs sources")
         if START in sources or END in sources:
@@ -229,6 +266,10 @@ class StateGraph:
         if not callable(path):
             raise GraphValidationError(f"conditional edge from {source!r}: path must be callable")
         mapping: dict[Any, str] | None
+        if isinstance(path_map, str):
+            raise GraphValidationError(
+                f"conditional edge from {source!r}: path_map must be a dict or a list of node "
+                f"names, got the string {path_map!r} (write [{path_map!r}])")
         if path_map is None:
             mapping = None
             declared = _declared_destinations(path) or _literal_targets(path)
@@ -270,13 +311,22 @@ class StateGraph:
         name: str | None = None,
         store: Any = None,
         cache: Any = None,
-        **options: Any,
+        durability: str | None = None,
+        budget: Any = None,
+        run_timeout: float | None = None,
+        **unknown: Any,
     ) -> Any:
         """Check the graph and return a runnable compiled graph.
 
         `store`: long-term memory shared across threads (a waypoint BaseStore), reachable
-        from nodes through `get_store()` or a `store` parameter.
+        from nodes through `get_store()` or a `store` parameter. `durability`, `budget`
+        and `run_timeout` are defaults for every run. Unknown keywords raise TypeError.
         """
+        reject_unknown("compile", unknown, _COMPILE_KEYWORDS)
+        warn_no_cache("compile(cache=...)", cache)
+        if name is not None and (not isinstance(name, str) or not name):
+            raise GraphValidationError(f"compile(name=...) must be a non-empty string, got "
+                                       f"{name!r}")
         before = _node_list(interrupt_before, self.nodes)
         after = _node_list(interrupt_after, self.nodes)
         spec = self.validate((*before, *after))
@@ -289,7 +339,9 @@ class StateGraph:
         if _compiler is None:
             raise RuntimeError("the waypoint engine is not loaded: import waypoint first")
         self.compiled = True
-        return _compiler(spec, checkpointer=checkpointer, builder=self, store=store, **options)
+        return _compiler(spec, checkpointer=checkpointer, builder=self, store=store,
+                         debug=debug, durability=durability, budget=budget,
+                         run_timeout=run_timeout)
 
     # -- helpers used by validation ----------------------------------------------------
 
@@ -301,6 +353,10 @@ class StateGraph:
             JoinSpec(f"join:{'+'.join(sources)}:{target}", frozenset(sources), target)
             for sources, target in self.joins
         ]
+
+
+_COMPILE_KEYWORDS = ("checkpointer", "interrupt_before", "interrupt_after", "debug", "name",
+                     "store", "cache", "durability", "budget", "run_timeout")
 
 
 def _name_of(fn: Any) -> str:
@@ -318,7 +374,11 @@ def _node_list(value: Sequence[str] | str | None, nodes: dict[str, NodeSpec]) ->
         return list(nodes)
     if isinstance(value, str):
         value = [value]
-    return list(value)
+    names = list(value) if isinstance(value, Iterable) else None
+    if names is None or not all(isinstance(n, str) for n in names):
+        raise GraphValidationError(f"interrupt_before/interrupt_after take node names or '*', "
+                                   f"got {value!r}")
+    return names
 
 
 def _returns_command(fn: Callable[..., Any]) -> bool:

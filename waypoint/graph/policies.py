@@ -14,12 +14,40 @@ ON_DOUBT = ("ask", "fail", "retry")
 
 
 def check_retry_policy(node: str, value: Any) -> Any:
-    if value is None or isinstance(value, RetryPolicy):
+    if value is None:
+        return value
+    if isinstance(value, RetryPolicy):
+        _check_retry_on(node, value)
         return value
     if isinstance(value, Sequence) and value and all(isinstance(p, RetryPolicy) for p in value):
+        for policy in value:
+            _check_retry_on(node, policy)
         return tuple(value)
     raise GraphValidationError(
         f"node {node!r}: retry_policy must be a RetryPolicy or a list of them, got {value!r}"
+    )
+
+
+def _is_error_type(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseException)
+
+
+def _check_retry_on(node: str, policy: RetryPolicy) -> None:
+    """What RetryPolicy reads only when a node fails: checked when the graph is built."""
+    if isinstance(policy.max_attempts, bool):
+        raise GraphValidationError(f"node {node!r}: RetryPolicy.max_attempts must be an int, "
+                                   f"got {policy.max_attempts!r}")
+    retry_on = policy.retry_on
+    if _is_error_type(retry_on):
+        return
+    if isinstance(retry_on, Sequence) and not isinstance(retry_on, str):
+        if retry_on and all(_is_error_type(t) for t in retry_on):
+            return
+    elif callable(retry_on) and not isinstance(retry_on, type):
+        return
+    raise GraphValidationError(
+        f"node {node!r}: RetryPolicy.retry_on must be an exception type, a list of them or a "
+        f"function(error) -> bool, got {retry_on!r}"
     )
 
 
