@@ -1,8 +1,9 @@
 """Who is calling: API keys bound to tenants, or a pluggable function (JWT, OIDC...).
 
-Every router depends on `current_identity`, so no endpoint but `/ok` answers without it.
-A key is accepted as `x-api-key` (what langgraph-sdk sends) or `Authorization: Bearer`.
-Keys are compared by their SHA-256 digest and never logged. With no keys and no function
+Every router depends on `current_identity`, so no endpoint but the probes answers without
+it. A key is accepted as `x-api-key` (what langgraph-sdk sends) or `Authorization: Bearer`.
+Keys are compared by their SHA-256 digest and never logged. Repeated wrong keys from one
+address are refused with 429 for a while (`auth_limits`). With no keys and no function
 configured, every caller is the admin of the "default" tenant (a local, loopback-only
 server; `waypoint serve` refuses another host without keys unless told otherwise).
 """
@@ -21,7 +22,8 @@ from typing import Any
 from fastapi import Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from .errors import Unauthorized
+from .auth_limits import AuthFailureLimiter
+from .errors import TooManyRequests, Unauthorized
 
 DEFAULT_TENANT = "default"
 ROLES = ("admin", "member")
@@ -147,6 +149,35 @@ async def current_identity(
         return cached
     authenticator: Authenticator = request.app.state.service.auth
     presented = api_key or (bearer.credentials if bearer is not None else None)
-    identity = await authenticator.identify(request.headers, presented)
+    limiter = _limiter(request) if presented and not authenticator.open else None
+    if limiter is None:
+        identity = await authenticator.identify(request.headers, presented)
+    else:
+        address = request.client.host if request.client else "unknown"
+        digest = _digest(presented or "")
+        wait = limiter.retry_after(address, digest)
+        if wait is not None:
+            raise TooManyRequests(f"too many failed authentications from this address: "
+                                  f"retry in {wait} s", headers={"Retry-After": str(wait)})
+        try:
+            identity = await authenticator.identify(request.headers, presented)
+        except Unauthorized:
+            limiter.failed(address)
+            raise
+        limiter.succeeded(address, digest)
     request.state.identity = identity
     return identity
+
+
+def _limiter(request: Request) -> AuthFailureLimiter | None:
+    """The app's limiter of failed authentications, made on first use from the settings
+    (None when `auth_failure_limit` is 0)."""
+    state = request.app.state
+    limiter = getattr(state, "auth_limiter", False)
+    if limiter is False:
+        settings = state.service.settings
+        limiter = (AuthFailureLimiter(settings.auth_failure_limit,
+                                      settings.auth_failure_window_seconds)
+                   if settings.auth_failure_limit else None)
+        state.auth_limiter = limiter
+    return limiter

@@ -56,6 +56,10 @@ class Settings(BaseModel):
     api_keys: list[ApiKeySetting] = Field(default_factory=list)
     auth_function: str | None = None
     insecure_no_auth: bool = False
+    # Wrong keys from one address: this many within the window block it for the window
+    # (429 with Retry-After; keys it used successfully still pass). 0 turns it off.
+    auth_failure_limit: int = Field(default=10, ge=0)
+    auth_failure_window_seconds: float = Field(default=60.0, gt=0, le=86400)
     cors: CorsSettings | None = None
     thread_ttl_minutes: float | None = Field(default=None, gt=0)
     store_ttl_minutes: float | None = Field(default=None, gt=0)

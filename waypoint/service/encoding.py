@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from ..messages import AIMessageChunk, Message
+from ..observe.redact import redact
 from ..types import Command, Interrupt, Send
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
@@ -100,5 +101,7 @@ def loads(data: bytes | str) -> Any:
 
 
 def error_json(error: BaseException) -> dict[str, Any]:
-    """An error as the Agent Server reports it in `error` events and `__error__`."""
-    return {"error": type(error).__name__, "message": str(error)}
+    """An error as the Agent Server reports it in `error` events and `__error__`, with what
+    looks like a secret (a key or password in the exception's text) redacted: clients and
+    the thread's stored error see what the logs see."""
+    return {"error": type(error).__name__, "message": redact(str(error))}

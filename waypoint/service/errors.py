@@ -82,7 +82,7 @@ def _validation_detail(exc: RequestValidationError) -> str:
         where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
         if error.get("type") == "json_invalid":
             return "Invalid JSON in request body"
-        message = error.get("msg", "invalid")
+        message = error.get("msg", "invalid").removeprefix("Value error, ")
         if error.get("type") == "extra_forbidden":
             message = "unknown field"
         parts.append(f"{where}: {message}")
@@ -100,6 +100,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        cause = exc.__cause__
+        if isinstance(cause, ServiceError):
+            # FastAPI wraps what reading the body raised in a 400 ("error parsing the
+            # body"); a body the size guard stopped half way (chunked, no length) is a 413.
+            return _answer(cause.status, cause.detail, cause.headers)
         return _answer(exc.status_code, exc.detail, getattr(exc, "headers", None))
 
     for kind in _INPUT_ERRORS:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..checkpoint.base import make_config
 from ..engine import state_api
+from ..observe.redact import redact
 from ..types import StateSnapshot
 from .encoding import to_jsonable
 
@@ -33,7 +34,7 @@ def _task_json(task: Any) -> dict[str, Any]:
     state = task.state
     data: dict[str, Any] = {
         "id": task.id, "name": task.name, "path": list(task.path),
-        "error": repr(task.error) if task.error is not None else None,
+        "error": redact(repr(task.error)) if task.error is not None else None,
         "interrupts": [{"value": i.value, "id": i.id} for i in task.interrupts],
         "checkpoint": None, "state": None, "result": task.result,
     }

@@ -20,10 +20,13 @@ from ..schemas.approvals import ApprovalDecide
 from ..tables import threads as thread_table
 from ..tables.common import iso
 from ..timers import pending_interrupts, resume_thread
-from .deps import get_service
+from .deps import GUARDS, get_service
+
+# An empty or oversized thread id is a 422 here, not an error of the records store.
+_THREAD_ID = Query(default=None, min_length=1, max_length=256)
 
 router = APIRouter(prefix="/approvals", tags=["approvals"],
-                   dependencies=[Depends(current_identity)])
+                   dependencies=GUARDS)
 
 
 def approval_json(record: ApprovalRecord) -> dict[str, Any]:
@@ -49,7 +52,7 @@ async def _visible(service: Service, who: Identity, records: list[ApprovalRecord
 
 @router.get("", summary="List Approvals")
 async def list_approvals(status: str | None = Query(default="pending"),
-                         assignee: str | None = None, thread_id: str | None = None,
+                         assignee: str | None = None, thread_id: str | None = _THREAD_ID,
                          graph_id: str | None = None,
                          limit: int = Query(default=50, ge=1, le=1000),
                          service: Service = Depends(get_service),
@@ -78,7 +81,7 @@ async def _find(service: Service, approval_id: str, who: Identity,
 
 
 @router.get("/{approval_id}", summary="Get Approval")
-async def get(approval_id: str, thread_id: str | None = None,
+async def get(approval_id: str, thread_id: str | None = _THREAD_ID,
               service: Service = Depends(get_service),
               who: Identity = Depends(current_identity)) -> dict[str, Any]:
     return approval_json(await _find(service, approval_id, who, thread_id))
@@ -105,7 +108,7 @@ def check_decision(record: ApprovalRecord, body: ApprovalDecide) -> None:
 
 
 @router.post("/{approval_id}/decide", summary="Decide Approval")
-async def decide(approval_id: str, body: ApprovalDecide, thread_id: str | None = None,
+async def decide(approval_id: str, body: ApprovalDecide, thread_id: str | None = _THREAD_ID,
                  service: Service = Depends(get_service),
                  who: Identity = Depends(current_identity)) -> dict[str, Any]:
     record = await _find(service, approval_id, who, thread_id)

@@ -22,10 +22,10 @@ from ..schemas.assistants import (
 from ..tables import assistants as table
 from ..tables.assistants import Assistant
 from ..tables.common import graph_assistant_id, new_id
-from .deps import get_service, select_fields
+from .deps import GUARDS, get_service, select_fields
 
 router = APIRouter(prefix="/assistants", tags=["assistants"],
-                   dependencies=[Depends(current_identity)])
+                   dependencies=GUARDS)
 
 
 async def find(service: Service, assistant_id: str, who: Identity) -> Assistant:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from croniter import CroniterError
 from fastapi import APIRouter, Depends
 
 from ..auth import Identity, current_identity
@@ -16,14 +17,33 @@ from ..schemas.runs import CronCount, CronCreate, CronPatch, CronSearch
 from ..tables import crons as table
 from ..tables.common import epoch, new_id
 from ..tables.crons import Cron
-from .deps import get_service, select_fields
+from .deps import GUARDS, get_service, select_fields
 from .threads import find as find_thread
 
-router = APIRouter(tags=["crons"], dependencies=[Depends(current_identity)])
+router = APIRouter(tags=["crons"], dependencies=GUARDS)
 
 _PAYLOAD = ("input", "config", "context", "webhook", "interrupt_before", "interrupt_after",
             "stream_mode", "stream_subgraphs", "stream_resumable", "durability",
             "multitask_strategy", "metadata")
+
+
+def _zone(name: str | None) -> None:
+    """A timezone that exists: a directory of the zone database ("America") or a name the
+    file system refuses (too long) is a 422 like any unknown name, not a server error."""
+    try:
+        zone(name)
+    except OSError:
+        raise Unprocessable(f"unknown timezone {(name or '')[:64]!r} (an IANA name such as "
+                            f"'Europe/Paris')") from None
+
+
+def _next(schedule: str, timezone: str | None, at: float, end_time: float | None
+          ) -> float | None:
+    """The next due time; a schedule that never falls due ("0 0 31 2 *") is refused."""
+    try:
+        return next_time(schedule, timezone, at, end_time)
+    except CroniterError:
+        raise Unprocessable(f"schedule {schedule!r} never falls due") from None
 
 
 def _end_time(value: str | None) -> float | None:
@@ -36,7 +56,7 @@ def _end_time(value: str | None) -> float | None:
 async def _create(service: Service, who: Identity, body: CronCreate, thread_id: str | None
                   ) -> dict[str, Any]:
     check_schedule(body.schedule)
-    zone(body.timezone)
+    _zone(body.timezone)
     assistant = await resolve_assistant(service, body.assistant_id, who)
     if thread_id is not None:
         await find_thread(service, thread_id, who)
@@ -49,7 +69,7 @@ async def _create(service: Service, who: Identity, body: CronCreate, thread_id: 
                 end_time=end_time, payload=payload, metadata=body.metadata or {},
                 user_id=body.user_id or who.user_id, enabled=body.enabled,
                 on_run_completed=body.on_run_completed,
-                next_run_date=next_time(body.schedule, body.timezone, at, end_time),
+                next_run_date=_next(body.schedule, body.timezone, at, end_time),
                 created_at=at, updated_at=at)
     await service.db.arun(lambda tx: table.insert(tx, cron))
     return cron.to_api()
@@ -104,11 +124,11 @@ async def patch(cron_id: str, body: CronPatch, service: Service = Depends(get_se
                 who: Identity = Depends(current_identity)) -> dict[str, Any]:
     cron = await _find(service, cron_id, who)
     changes = body.model_dump(exclude_unset=True)
-    if "schedule" in changes:
+    if changes.get("schedule") is not None:  # null: unchanged (a cron needs a schedule)
         check_schedule(changes["schedule"])
         cron.schedule = changes["schedule"]
-    if "timezone" in changes:
-        zone(changes["timezone"])
+    if "timezone" in changes:  # null: back to UTC
+        _zone(changes["timezone"])
         cron.timezone = changes["timezone"]
     if "end_time" in changes:
         cron.end_time = _end_time(changes["end_time"])
@@ -119,7 +139,7 @@ async def patch(cron_id: str, body: CronPatch, service: Service = Depends(get_se
         cron.metadata = {**cron.metadata, **changes["metadata"]}
     cron.payload = {**cron.payload, **{k: v for k, v in changes.items() if k in _PAYLOAD
                                        and k != "metadata"}}
-    cron.next_run_date = next_time(cron.schedule, cron.timezone, time.time(), cron.end_time)
+    cron.next_run_date = _next(cron.schedule, cron.timezone, time.time(), cron.end_time)
     await service.db.arun(lambda tx: table.update(tx, cron))
     return cron.to_api()
 

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Request
+from fastapi import Depends, Request
 
+from ..auth import current_identity
 from ..context import Service
+from ..input_limits import check_request_text
 
 
 async def get_service(request: Request) -> Service:
     """(async: FastAPI runs a plain function dependency in a thread pool, a hand-off on
     every request.)"""
     return request.app.state.service
+
+
+# What every API router declares: the caller is authenticated first (401 before anything
+# else), then its path and query values are ones the stores can hold.
+GUARDS = [Depends(current_identity), Depends(check_request_text)]
 
 
 def select_fields(items: list[dict[str, Any]], select: list[str] | None) -> list[dict[str, Any]]:

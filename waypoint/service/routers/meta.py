@@ -13,10 +13,10 @@ from ... import __version__
 from ..auth import Identity, current_identity
 from ..context import Service
 from ..errors import Forbidden
-from .deps import get_service
+from .deps import GUARDS, get_service
 
 health = APIRouter(tags=["meta"])
-router = APIRouter(tags=["meta"], dependencies=[Depends(current_identity)])
+router = APIRouter(tags=["meta"], dependencies=GUARDS)
 worker_metrics = APIRouter(tags=["meta"])  # a worker's health port: /metrics only
 
 

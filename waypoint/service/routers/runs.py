@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from ..auth import Identity, current_identity
 from ..context import Service
 from ..errors import Conflict, NotFound
+from ..input_limits import MAX_BATCH, MAX_OFFSET
 from ..runs import follow
 from ..runs.submit import create_run
 from ..schemas.runs import RunBatchItem, RunCreateStateful, RunCreateStateless, RunsCancel
 from ..tables import runs as run_table
 from ..tables.runs import Run
-from .deps import TraceCarrier, get_service, select_fields, trace_carrier
+from .deps import GUARDS, TraceCarrier, get_service, select_fields, trace_carrier
 from .threads import find as find_thread
 
-router = APIRouter(tags=["runs"], dependencies=[Depends(current_identity)])
+router = APIRouter(tags=["runs"], dependencies=GUARDS)
 
 PING_SECONDS = 10
 
@@ -107,7 +108,7 @@ async def create_and_wait(thread_id: str, body: RunCreateStateful,
 
 @router.get("/threads/{thread_id}/runs", summary="List Runs")
 async def list_runs(thread_id: str, limit: int = Query(default=10, ge=0, le=1000),
-                    offset: int = Query(default=0, ge=0), status: str | None = None,
+                    offset: int = Query(default=0, ge=0, le=MAX_OFFSET), status: str | None = None,
                     select: list[str] | None = Query(default=None),
                     service: Service = Depends(get_service),
                     who: Identity = Depends(current_identity)) -> list[dict[str, Any]]:
@@ -203,7 +204,8 @@ async def wait_stateless(body: RunCreateStateless, service: Service = Depends(ge
 
 
 @router.post("/runs/batch", summary="Create Run Batch")
-async def batch(body: list[RunBatchItem], service: Service = Depends(get_service),
+async def batch(body: Annotated[list[RunBatchItem], Body(max_length=MAX_BATCH)],
+                service: Service = Depends(get_service),
                 who: Identity = Depends(current_identity),
                 trace: TraceCarrier = Depends(trace_carrier)) -> list[dict[str, Any]]:
     made = []

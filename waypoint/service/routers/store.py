@@ -14,9 +14,9 @@ from ..auth import Identity, current_identity
 from ..context import Service
 from ..errors import NotFound, Unprocessable
 from ..schemas.store import StoreDelete, StoreNamespaces, StorePut, StoreSearch
-from .deps import get_service
+from .deps import GUARDS, get_service
 
-router = APIRouter(prefix="/store", tags=["store"], dependencies=[Depends(current_identity)])
+router = APIRouter(prefix="/store", tags=["store"], dependencies=GUARDS)
 
 
 def _store(service: Service, who: Identity) -> Any:

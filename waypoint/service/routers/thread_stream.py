@@ -32,11 +32,11 @@ from ..tables import threads as thread_table
 from ..tables.db import Tx
 from ..tables.events import parse_id
 from ..tables.runs import Run
-from .deps import get_service
+from .deps import GUARDS, get_service
 from .runs import PING_SECONDS
 from .threads import find as find_thread
 
-router = APIRouter(tags=["threads"], dependencies=[Depends(current_identity)])
+router = APIRouter(tags=["threads"], dependencies=GUARDS)
 
 THREAD_MODES = ("run_modes", "lifecycle")
 _NOT_YET = ("state_update",)

@@ -27,9 +27,9 @@ from ..tables import runs as run_table
 from ..tables import threads as table
 from ..tables.common import new_id
 from ..tables.threads import Thread
-from .deps import get_service, select_fields
+from .deps import GUARDS, get_service, select_fields
 
-router = APIRouter(prefix="/threads", tags=["threads"], dependencies=[Depends(current_identity)])
+router = APIRouter(prefix="/threads", tags=["threads"], dependencies=GUARDS)
 
 
 async def find(service: Service, thread_id: str, who: Identity) -> Thread:

@@ -19,9 +19,9 @@ from ...usage import parse_moment
 from ..auth import Identity, current_identity
 from ..context import Service
 from ..errors import Unprocessable
-from .deps import get_service
+from .deps import GUARDS, get_service
 
-router = APIRouter(tags=["usage"], dependencies=[Depends(current_identity)])
+router = APIRouter(tags=["usage"], dependencies=GUARDS)
 
 
 def _epoch(value: str | None, name: str) -> float | None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ...checkpoint.fencing import Fence, fenced
 from ...errors import FencedOut
 from ...observe.logs import log_context
+from ..encoding import error_json
 from ..tables import events as event_table
 from ..tables import runs as run_table
 from ..tables import threads as thread_table
@@ -283,7 +284,7 @@ class WorkerPool:
             reason, outcome = "outage", Outcome("error", None, exc.error)
         except Exception as exc:  # a bug in the service, not in the graph
             log.exception("run %s crashed the worker", run.run_id)
-            outcome = Outcome("error", None, {"error": type(exc).__name__, "message": str(exc)})
+            outcome = Outcome("error", None, error_json(exc))
         self.finishing.add(run.run_id)  # from here on a stop() must not cut it short
         if reason is None and (outcome.error or {}).get("error") == FencedOut.__name__:
             log.warning("run %s: its lease was taken over by another worker; this attempt "

@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .runs import Strict
+from ..input_limits import MAX_FILTER_KEYS
+from .runs import Filter, Offset, Strict
 
 
 class AssistantCreate(Strict):
@@ -30,11 +31,11 @@ class AssistantPatch(Strict):
 
 
 class AssistantSearch(Strict):
-    metadata: dict[str, Any] | None = None
+    metadata: Filter = Field(default=None, max_length=MAX_FILTER_KEYS)
     graph_id: str | None = None
     name: str | None = None
     limit: int = Field(default=10, ge=0, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0
     sort_by: Literal["assistant_id", "graph_id", "name", "created_at",
                      "updated_at"] | None = None
     sort_order: Literal["asc", "desc"] | None = None
@@ -42,16 +43,16 @@ class AssistantSearch(Strict):
 
 
 class AssistantCount(Strict):
-    metadata: dict[str, Any] | None = None
+    metadata: Filter = Field(default=None, max_length=MAX_FILTER_KEYS)
     graph_id: str | None = None
     name: str | None = None
 
 
 class AssistantVersions(Strict):
-    metadata: dict[str, Any] | None = None
+    metadata: Filter = Field(default=None, max_length=MAX_FILTER_KEYS)
     limit: int = Field(default=10, ge=0, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0
 
 
 class AssistantLatest(Strict):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=2**31)

@@ -7,18 +7,37 @@ works; any other unknown field is refused with a 422 naming it.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..input_limits import MAX_FILTER_KEYS, MAX_IDS, MAX_OFFSET, check_json
 
 STREAM_MODES = ("values", "updates", "messages", "messages-tuple", "custom", "events", "debug",
                 "tasks", "checkpoints")
 MultitaskStrategy = Literal["reject", "interrupt", "rollback", "enqueue"]
 Durability = Literal["sync", "async", "exit"]
+# A TTL is in minutes; a century is plenty, and bounds what the stores turn into an expiry
+# time (SQLite keeps microseconds in a 64-bit integer: ~290,000 years, then overflow).
+MAX_TTL_MINUTES = 100 * 366 * 24 * 60
 
 
-class Strict(BaseModel):
+class Checked(BaseModel):
+    """A request body whose every value the stores can hold (see `input_limits`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        check_json(data)
+        return data
+
+
+class Strict(Checked):
     model_config = ConfigDict(extra="forbid")
+
+
+Filter = dict[str, Any] | None  # a metadata filter: one condition per key, so bounded
+Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET)]
 
 
 class CommandBody(Strict):
@@ -105,7 +124,7 @@ class RunBatchItem(RunCreateStateless):
 
 class RunsCancel(Strict):
     thread_id: str | None = None
-    run_ids: list[str] | None = None
+    run_ids: list[str] | None = Field(default=None, max_length=MAX_IDS)
     status: Literal["pending", "running", "all"] | None = None
 
 
@@ -159,9 +178,9 @@ class CronSearch(Strict):
     assistant_id: str | None = None
     thread_id: str | None = None
     enabled: bool | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Filter = Field(default=None, max_length=MAX_FILTER_KEYS)
     limit: int = Field(default=10, ge=0, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0
     sort_by: str | None = None
     sort_order: Literal["asc", "desc"] | None = None
     select: list[str] | None = None
@@ -170,4 +189,4 @@ class CronSearch(Strict):
 class CronCount(Strict):
     assistant_id: str | None = None
     thread_id: str | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Filter = Field(default=None, max_length=MAX_FILTER_KEYS)

@@ -6,7 +6,8 @@ from typing import Any
 
 from pydantic import Field
 
-from .runs import Strict
+from ..input_limits import MAX_FILTER_KEYS
+from .runs import MAX_TTL_MINUTES, Filter, Offset, Strict
 
 
 class StorePut(Strict):
@@ -14,7 +15,7 @@ class StorePut(Strict):
     key: str = Field(min_length=1, max_length=1024)
     value: dict[str, Any]
     index: bool | list[str] | None = None
-    ttl: float | None = Field(default=None, gt=0)
+    ttl: float | None = Field(default=None, gt=0, le=MAX_TTL_MINUTES)
 
 
 class StoreDelete(Strict):
@@ -24,9 +25,9 @@ class StoreDelete(Strict):
 
 class StoreSearch(Strict):
     namespace_prefix: list[str] | None = None
-    filter: dict[str, Any] | None = None
+    filter: Filter = Field(default=None, max_length=MAX_FILTER_KEYS)
     limit: int = Field(default=10, ge=0, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0
     query: str | None = None
     refresh_ttl: bool | None = None
 
@@ -34,6 +35,6 @@ class StoreSearch(Strict):
 class StoreNamespaces(Strict):
     prefix: list[str] | None = None
     suffix: list[str] | None = None
-    max_depth: int | None = Field(default=None, ge=1)
+    max_depth: int | None = Field(default=None, ge=1, le=1000)
     limit: int = Field(default=100, ge=0, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
-from .runs import CheckpointRef, Strict
+from ..input_limits import MAX_FILTER_KEYS, MAX_IDS
+from .runs import MAX_TTL_MINUTES, Checked, CheckpointRef, Filter, Offset, Strict
 
 ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
 
@@ -15,7 +16,7 @@ class ThreadTTL(Strict):
     """Delete the thread after `ttl` minutes without activity (strategy "delete")."""
 
     strategy: Literal["delete"] = "delete"
-    ttl: float = Field(gt=0)
+    ttl: float = Field(gt=0, le=MAX_TTL_MINUTES)
 
 
 class ThreadCreate(Strict):
@@ -32,12 +33,12 @@ class ThreadPatch(Strict):
 
 
 class ThreadSearch(Strict):
-    ids: list[str] | None = None
-    metadata: dict[str, Any] | None = None
-    values: dict[str, Any] | None = None
+    ids: list[str] | None = Field(default=None, max_length=MAX_IDS)
+    metadata: Filter = Field(default=None, max_length=MAX_FILTER_KEYS)
+    values: Filter = Field(default=None, max_length=MAX_FILTER_KEYS)
     status: ThreadStatus | None = None
     limit: int = Field(default=10, ge=0, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: Offset = 0
     sort_by: Literal["thread_id", "status", "created_at", "updated_at",
                      "state_updated_at"] | None = None
     sort_order: Literal["asc", "desc"] | None = None
@@ -46,8 +47,8 @@ class ThreadSearch(Strict):
 
 
 class ThreadCount(Strict):
-    metadata: dict[str, Any] | None = None
-    values: dict[str, Any] | None = None
+    metadata: Filter = Field(default=None, max_length=MAX_FILTER_KEYS)
+    values: Filter = Field(default=None, max_length=MAX_FILTER_KEYS)
     status: ThreadStatus | None = None
 
 
@@ -63,16 +64,16 @@ class ThreadStateCheckpoint(Strict):
     subgraphs: bool = False
 
 
-class ThreadHistory(BaseModel):
+class ThreadHistory(Checked):
     """`before` may be a checkpoint object or, as older clients send, a checkpoint config."""
 
     model_config = ConfigDict(extra="forbid")
     limit: int = Field(default=10, ge=1, le=10000)
     before: dict[str, Any] | str | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Filter = Field(default=None, max_length=MAX_FILTER_KEYS)
     checkpoint: CheckpointRef | None = None
 
 
 class ThreadPrune(Strict):
-    thread_ids: list[str]
+    thread_ids: list[str] = Field(max_length=MAX_IDS)
     strategy: Literal["delete", "keep_latest"] = "delete"
